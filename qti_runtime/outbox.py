@@ -1,0 +1,281 @@
+"""Transactional outbox: write in the caller's transaction, publish later with confirms.
+
+The relay takes a batch with `FOR UPDATE SKIP LOCKED` (so any number of replicas share the work without
+publishing a row twice at the same time), publishes it concurrently with publisher confirms, and deletes
+what the broker confirmed in the same transaction. A crash between confirm and commit publishes those rows
+again: delivery is at-least-once, and consumers' inboxes absorb the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aio_pika.exceptions import DeliveryError
+
+from qti_contracts.envelope import CloudEvent
+from qti_contracts.topology import EVENTS_EXCHANGE
+from qti_runtime import metrics
+from qti_runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def notify_channel(schema: str) -> str:
+    return f"qti_outbox_{schema}"
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    event_id: str
+    exchange: str
+    routing_key: str
+    body: bytes
+    correlation_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    kind: str = "event"
+
+    @classmethod
+    def of_event(
+        cls,
+        event: CloudEvent[Any],
+        *,
+        exchange: str = EVENTS_EXCHANGE,
+        routing_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> OutboxMessage:
+        return cls(
+            event_id=event.id,
+            exchange=exchange,
+            routing_key=routing_key or event.type,
+            body=event.model_dump_json().encode(),
+            correlation_id=event.correlationid,
+            headers=dict(headers or {}),
+        )
+
+    @classmethod
+    def reply(cls, event: CloudEvent[Any], reply_to: str, correlation_id: str | None) -> OutboxMessage:
+        """The same outcome sent to a client's reply queue through the default exchange."""
+        return cls(
+            event_id=event.id,
+            exchange="",
+            routing_key=reply_to,
+            body=event.model_dump_json().encode(),
+            correlation_id=correlation_id or event.correlationid,
+            kind="reply",
+        )
+
+
+async def add_to_outbox(conn: asyncpg.Connection, schema: str, *messages: OutboxMessage) -> None:
+    """Insert rows in the caller's transaction; the NOTIFY is delivered to relays only on commit."""
+    if not messages:
+        return
+    await conn.executemany(
+        "INSERT INTO outbox (event_id, exchange, routing_key, body, headers, correlation_id, kind)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+        [
+            (
+                m.event_id,
+                m.exchange,
+                m.routing_key,
+                m.body,
+                json.dumps(dict(m.headers)),
+                m.correlation_id,
+                m.kind,
+            )
+            for m in messages
+        ],
+    )
+    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    event_id: str
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: dict[str, str]
+    correlation_id: str | None
+    kind: str
+    attempts: int
+
+
+Publish = Callable[[OutboxRow], Awaitable[None]]
+
+
+class OutboxRelay:
+    """Publishes outbox rows of one schema; run one per replica."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        publish: Publish,
+        *,
+        batch_size: int = 200,
+        poll_seconds: float = 1.0,
+        service: str | None = None,
+    ) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._publish = publish
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._service = service or schema
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncpg.Connection | None = None
+        # A hook for tests that simulate a crash between the broker's confirm and the commit.
+        self.after_publish: Callable[[list[OutboxRow]], Awaitable[None]] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Finish the batch in flight, publish what is already due once more, then stop."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=grace_seconds)
+            except TimeoutError:
+                self._task.cancel()
+            self._task = None
+        await self._close_listener()
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._ensure_listener()
+                published = await self.publish_batch()
+                backoff = 0.5
+                if self._stopping.is_set():
+                    if published == 0:
+                        return
+                    continue
+                if published < self._batch_size:
+                    await self._wait_for_work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox.relay_error", schema=self._schema, error=repr(exc))
+                await self._close_listener()
+                if self._stopping.is_set():
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _wait_for_work(self) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        conn = await self._pool.acquire()
+        await conn.add_listener(notify_channel(self._schema), self._on_notify)
+        self._listener = conn
+
+    async def _close_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None:
+            return
+        with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+            await conn.remove_listener(notify_channel(self._schema), self._on_notify)
+        try:
+            await self._pool.release(conn)
+        except (asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+            conn.terminate()
+
+    def _on_notify(self, *_args: object) -> None:
+        self._wake.set()
+
+    async def publish_batch(self) -> int:
+        """Publish one batch of due rows; returns how many were confirmed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            records = await conn.fetch(
+                "SELECT id, event_id, exchange, routing_key, body, headers, correlation_id, kind, attempts"
+                " FROM outbox WHERE available_at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self._batch_size,
+            )
+            if not records:
+                return 0
+            rows = [_row(record) for record in records]
+            results = await asyncio.gather(*(self._publish_one(row) for row in rows))
+            if self.after_publish is not None:
+                await self.after_publish(rows)
+            done = [row.id for row, error in zip(rows, results, strict=True) if error is None]
+            failed = [(row, error) for row, error in zip(rows, results, strict=True) if error is not None]
+            if done:
+                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
+            for row, error in failed:
+                await self._postpone(conn, row, error)
+        metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(done))
+        return len(done)
+
+    async def _publish_one(self, row: OutboxRow) -> str | None:
+        """Returns None when the broker confirmed the row (or a reply queue no longer exists)."""
+        try:
+            await self._publish(row)
+        except DeliveryError as exc:
+            if row.kind == "reply":
+                # The client that asked for a direct answer is gone; the outcome event itself was
+                # published to qti.events separately, so nothing is lost by dropping the reply.
+                log.info("outbox.reply_unroutable", reply_to=row.routing_key, event_id=row.event_id)
+                return None
+            return f"returned or not confirmed by broker: {exc!r}"
+        except Exception as exc:
+            return repr(exc)
+        return None
+
+    async def _postpone(self, conn: asyncpg.Connection, row: OutboxRow, error: str) -> None:
+        delay = min(2 ** min(row.attempts, 8), 300)
+        metrics.OUTBOX_PUBLISH_FAILURES.labels(self._service).inc()
+        log.warning("outbox.publish_failed", event_id=row.event_id, attempts=row.attempts + 1, error=error)
+        await conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2,"
+            " available_at = now() + make_interval(secs => $3) WHERE id = $1",
+            row.id,
+            error[:2000],
+            float(delay),
+        )
+
+    async def backlog(self) -> tuple[int, float]:
+        """Rows waiting and the age in seconds of the oldest one."""
+        async with self._pool.acquire() as conn:
+            record = await conn.fetchrow(
+                "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age"
+                " FROM outbox"
+            )
+        assert record is not None
+        return int(record["n"]), float(record["age"])
+
+
+def _row(record: asyncpg.Record) -> OutboxRow:
+    headers = record["headers"]
+    return OutboxRow(
+        id=record["id"],
+        event_id=record["event_id"],
+        exchange=record["exchange"],
+        routing_key=record["routing_key"],
+        body=bytes(record["body"]),
+        headers=json.loads(headers) if isinstance(headers, str) else dict(headers),
+        correlation_id=record["correlation_id"],
+        kind=record["kind"],
+        attempts=record["attempts"],
+    )

@@ -1,0 +1,41 @@
+"""Configuration from `QTI_*` environment variables (INTERFACE.md, "Running")."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings shared by every service; a service may subclass to add its own."""
+
+    model_config = SettingsConfigDict(env_prefix="QTI_", extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "postgresql://root@127.0.0.1:5432/qti"
+    staff_token: SecretStr = SecretStr("dev-staff-token")
+
+    catalogue_port: int = 8001
+    registration_port: int = 8002
+    notification_port: int = 8003
+    reporting_port: int = 8004
+    http_host: str = "127.0.0.1"
+
+    # Consumers: unacknowledged messages per channel, and redeliveries before a message is dead-lettered.
+    prefetch: int = Field(default=100, ge=1, le=10_000)
+    delivery_limit: int = Field(default=5, ge=1, le=100)
+    # How long a handler retries a transient infrastructure error in place before giving the message back.
+    transient_retry_seconds: float = Field(default=20.0, ge=0)
+
+    outbox_batch_size: int = Field(default=200, ge=1, le=5_000)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    db_pool_min: int = Field(default=2, ge=1)
+    db_pool_max: int = Field(default=10, ge=1)
+
+    shutdown_grace_seconds: float = Field(default=15.0, ge=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+    otel_exporter: str = Field(default="none", description="none | console | otlp")
+
+    def port_of(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))

@@ -1,0 +1,61 @@
+"""Unit of work: one Postgres transaction holding a handler's inbox claim, its effects and its outbox rows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from qti_contracts.envelope import CloudEvent
+from qti_contracts.topology import EVENTS_EXCHANGE
+from qti_runtime.db import Database
+from qti_runtime.outbox import OutboxMessage, add_to_outbox
+
+
+class UnitOfWork:
+    """Collects outgoing events; they are written to the outbox just before the transaction commits."""
+
+    def __init__(self, conn: asyncpg.Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+        self._outgoing: list[OutboxMessage] = []
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        """Record that `consumer` handles `event_id`; False if it was handled before (a duplicate).
+
+        A concurrent duplicate in another replica waits on the primary key until this transaction ends,
+        then sees the row: the effects of one event happen once.
+        """
+        inserted = await self.conn.fetchval(
+            "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+            consumer,
+            event_id,
+        )
+        return bool(inserted)
+
+    def emit(
+        self, event: CloudEvent[Any], *, exchange: str = EVENTS_EXCHANGE, routing_key: str | None = None
+    ) -> None:
+        self._outgoing.append(OutboxMessage.of_event(event, exchange=exchange, routing_key=routing_key))
+
+    def reply(self, event: CloudEvent[Any], reply_to: str, correlation_id: str | None = None) -> None:
+        self._outgoing.append(OutboxMessage.reply(event, reply_to, correlation_id))
+
+    @property
+    def outgoing(self) -> list[OutboxMessage]:
+        return list(self._outgoing)
+
+    async def flush(self) -> None:
+        await add_to_outbox(self.conn, self.schema, *self._outgoing)
+        self._outgoing.clear()
+
+
+@asynccontextmanager
+async def unit_of_work(db: Database) -> AsyncIterator[UnitOfWork]:
+    """Commit the handler's effects and its outgoing events together, or neither."""
+    async with db.pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn, db.schema)
+        yield uow
+        await uow.flush()

@@ -1,0 +1,180 @@
+"""Building MIME messages from rendered mails and sending them over SMTP with aiosmtplib.
+
+Errors are classified so the caller can decide whether to retry:
+:class:`TransientMailError` (connection problems, timeouts, 4xx replies) may succeed later,
+:class:`PermanentMailError` (5xx replies, invalid recipients, misconfiguration) will not.
+Error texts never contain e-mail addresses in clear (they end up in ``notification.failed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Final, Literal
+
+import aiosmtplib
+
+from services.notification.render import RenderedMail, clean_line
+
+ICS_FILENAME: Final = "termine.ics"
+_EMAIL_RE: Final = re.compile(r"[^@\s<>\"(),;:\\\[\]]+@[^@\s<>\"(),;:\\\[\]]+\.[^@\s<>\"(),;:\\\[\]]+")
+_MSGID_RE: Final = re.compile(r"^<?([!-;=?-~]+@[!-;=?-~]+)>?$")  # printable ASCII, no "<" / ">"
+
+
+class MailError(Exception):
+    """Base class of the mail errors; ``code`` is the SMTP reply code if there was one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientMailError(MailError):
+    """Delivery failed for now (connection refused, timeout, 4xx); retrying later may succeed."""
+
+
+class PermanentMailError(MailError):
+    """Delivery can never succeed as is (5xx, invalid recipient, bad configuration)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MailAddress:
+    email: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = 1025
+    starttls: bool = False
+    use_tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    validate_certs: bool = True
+
+
+def redact(text: str) -> str:
+    """Replace e-mail addresses in ``text`` (e.g. an SMTP reply) by a placeholder."""
+    return _EMAIL_RE.sub("<E-Mail-Adresse>", text)
+
+
+def _header_address(address: MailAddress) -> Address:
+    """An RFC 5322 address whose display name is header-safe (no CR/LF, length-limited)."""
+    email = address.email.strip()
+    if not email or any(ch.isspace() or ord(ch) < 32 or ch in '<>"(),;:\\[]' for ch in email):
+        raise PermanentMailError("invalid e-mail address")
+    local, sep, domain = email.rpartition("@")
+    if not sep or not local or not domain or "." not in domain.strip(".") or domain.startswith("."):
+        raise PermanentMailError("invalid e-mail address")
+    try:
+        return Address(display_name=clean_line(address.name, 100), username=local, domain=domain)
+    except (ValueError, IndexError) as exc:  # pragma: no cover - defensive
+        raise PermanentMailError("invalid e-mail address") from exc
+
+
+def normalise_message_id(message_id: str) -> str:
+    """``<id@domain>``; rejects anything that could break out of the header."""
+    match = _MSGID_RE.match(message_id.strip())
+    if match is None:
+        raise ValueError("invalid Message-ID")
+    return f"<{match.group(1)}>"
+
+
+def build_message(
+    *,
+    rendered: RenderedMail,
+    sender: MailAddress,
+    recipient: MailAddress,
+    message_id: str,
+    ics: bytes | None = None,
+    ics_method: Literal["REQUEST", "CANCEL"] = "REQUEST",
+    reply_to: MailAddress | None = None,
+    date: datetime | None = None,
+) -> EmailMessage:
+    """A multipart message: text + HTML alternatives and, if given, the ``.ics`` attachment.
+
+    ``message_id`` should be deterministic (e.g. derived from the event id and the recipient) so that a
+    redelivered event produces the very same message.
+    """
+    msg = EmailMessage()
+    msg["From"] = _header_address(sender)
+    msg["To"] = _header_address(recipient)
+    if reply_to is not None:
+        msg["Reply-To"] = _header_address(reply_to)
+    msg["Subject"] = clean_line(rendered.subject, 200)
+    msg["Date"] = format_datetime((date or datetime.now(UTC)).astimezone(UTC))
+    msg["Message-ID"] = normalise_message_id(message_id)
+    msg["Content-Language"] = "de"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(rendered.text, subtype="plain", charset="utf-8")
+    msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    if ics is not None:
+        msg.make_mixed()
+        msg.add_attachment(
+            ics,
+            maintype="text",
+            subtype="calendar",
+            filename=ICS_FILENAME,
+            params={"method": ics_method, "charset": "utf-8"},
+        )
+    return msg
+
+
+def _classify_code(code: int, text: str) -> MailError:
+    detail = f"SMTP {code}: {redact(text)[:300]}"
+    if 400 <= code < 500:
+        return TransientMailError(detail, code)
+    return PermanentMailError(detail, code)
+
+
+def _classify(exc: BaseException) -> MailError:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [e.code for e in exc.recipients]
+        message = "; ".join(redact(e.message) for e in exc.recipients)[:300]
+        if codes and all(400 <= c < 500 for c in codes):
+            return TransientMailError(f"recipient refused: {message}", codes[0])
+        return PermanentMailError(f"recipient refused: {message}", codes[0] if codes else None)
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return PermanentMailError(f"SMTP authentication failed ({exc.code})", exc.code)
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 400:
+        return _classify_code(exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return PermanentMailError(f"SMTP server does not support a required feature: {redact(str(exc))}")
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | asyncio.TimeoutError | TimeoutError):
+        return TransientMailError(f"SMTP timeout: {type(exc).__name__}")
+    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected | OSError):
+        return TransientMailError(f"SMTP connection failed: {type(exc).__name__}: {redact(str(exc))[:200]}")
+    # Anything else from the SMTP conversation: let the caller retry a bounded number of times.
+    return TransientMailError(f"SMTP error: {type(exc).__name__}: {redact(str(exc))[:200]}")
+
+
+async def send(message: EmailMessage, settings: SmtpSettings) -> str:
+    """Deliver ``message`` to its ``To`` recipients; returns the server's final reply text.
+
+    Raises :class:`TransientMailError` or :class:`PermanentMailError`.
+    """
+    try:
+        errors, reply = await aiosmtplib.send(
+            message,
+            hostname=settings.host,
+            port=settings.port,
+            start_tls=settings.starttls,
+            use_tls=settings.use_tls,
+            username=settings.username,
+            password=settings.password,
+            timeout=settings.timeout,
+            validate_certs=settings.validate_certs,
+        )
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise _classify(exc) from exc
+    if errors:  # some (not all) recipients refused
+        first = next(iter(errors.values()))
+        raise _classify_code(first.code, first.message)
+    return reply

@@ -347,6 +347,19 @@ class RegistrationCancellationRequested(Payload):
 # --------------------------------------------------------------------------------------------------
 
 
+class Occupancy(Payload):
+    """The offering's seat count right after the change that this event reports.
+
+    `version` grows by one with every seat change of the offering in the registration service, so a
+    consumer keeps the snapshot with the highest version and is immune to duplicates and reordering.
+    """
+
+    version: PositiveInt
+    confirmed: NonNegativeInt
+    waitlisted: NonNegativeInt
+    capacity: PositiveInt
+
+
 class RegistrationConfirmed(Payload):
     registration_id: Identifier
     request_id: EventRef = Field(description="`id` of the `registration.requested` command.")
@@ -354,6 +367,7 @@ class RegistrationConfirmed(Payload):
     participant: Participant
     company: Company
     from_waitlist: bool = False
+    occupancy: Occupancy | None = Field(default=None, description="Seats after this confirmation.")
 
 
 class RegistrationWaitlisted(Payload):
@@ -364,6 +378,7 @@ class RegistrationWaitlisted(Payload):
     company: Company
     from_waitlist: bool = False
     position: PositiveInt = Field(description="Place on the waiting list; 1 = next in line.")
+    occupancy: Occupancy | None = Field(default=None, description="Seats after this change.")
 
 
 class RegistrationRejected(Payload):
@@ -378,6 +393,8 @@ class RegistrationCancelled(Payload):
     offering_id: Identifier
     cause: CancellationCause
     reason: OptionalReasonText = None
+    was_confirmed: bool | None = Field(default=None, description="True if the registration held a seat.")
+    occupancy: Occupancy | None = Field(default=None, description="Seats after this cancellation.")
 
 
 class RegistrationAttendanceRecorded(Payload):

@@ -50,16 +50,18 @@ class ServiceRuntime:
             settings.database_url, name, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
         self.broker: RabbitBroker = create_broker(settings, name, prefetch=prefetch)
-        self.subscriptions = list(subscriptions)
+        self.subscriptions: list[Subscription] = []
         self.extra_queues = list(extra_queues)
         self.relay: OutboxRelay | None = None
         self._jobs: list[tuple[str, BackgroundJob]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
-        for subscription in self.subscriptions:
-            self._register(subscription)
+        for subscription in subscriptions:
+            self.add_subscription(subscription)
 
-    def _register(self, subscription: Subscription) -> None:
+    def add_subscription(self, subscription: Subscription) -> None:
+        """Consume a queue with the given handlers; call before `start()`."""
+        self.subscriptions.append(subscription)
         consumer = Consumer(
             self.broker,
             self.name,
@@ -75,6 +77,7 @@ class ServiceRuntime:
             subscription.spec.rabbit_queue(),
             exchange=subscription.spec.exchange,
             ack_policy=AckPolicy.MANUAL,
+            no_reply=True,  # answers to reply_to are outcome events sent through the outbox, not returns
             title=subscription.title or f"{subscription.spec.name}:consume",
             description=subscription.description or f"Handles {', '.join(sorted(subscription.handlers))}.",
         )(on_message)

@@ -311,6 +311,16 @@ def validate_for_publish(
     return validate_offering(draft, confirmed=confirmed) + _publish_only_problems(draft, now)
 
 
+def validate_for_published_edit(
+    draft: OfferingDraft, *, confirmed: int, allow_below_confirmed: bool = False
+) -> list[ValidationProblem]:
+    """Rules for a change to a published offering: the edit rules plus what publishing required
+    (sessions and a description). Dates in the past are allowed: a running course may be corrected."""
+    return validate_for_edit(
+        draft, confirmed=confirmed, allow_below_confirmed=allow_below_confirmed
+    ) + _publish_only_problems(draft, None)
+
+
 # --- status transitions ------------------------------------------------------------------------
 
 _ALLOWED: dict[OfferingStatus, frozenset[OfferingStatus]] = {

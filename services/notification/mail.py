@@ -178,3 +178,86 @@ async def send(message: EmailMessage, settings: SmtpSettings) -> str:
         first = next(iter(errors.values()))
         raise _classify_code(first.code, first.message)
     return reply
+
+
+class SmtpPool:
+    """Reusable SMTP connections, at most ``size`` at a time, for sending many mails in parallel.
+
+    A connection that saw any error is closed, never reused. An idle connection is checked with NOOP
+    before reuse, so a server-side idle timeout does not turn into a failed delivery.
+    """
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        size: int,
+        *,
+        local_hostname: str | None = None,
+        idle_check_seconds: float = 5.0,
+    ) -> None:
+        self._settings = settings
+        self._local_hostname = local_hostname
+        self._idle_check = idle_check_seconds
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self._settings
+        smtp = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.username,
+            password=s.password,
+            use_tls=s.use_tls,
+            start_tls=s.starttls,
+            timeout=s.timeout,
+            validate_certs=s.validate_certs,
+            local_hostname=self._local_hostname,
+        )
+        try:
+            await smtp.connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise _classify(exc) from exc
+        return smtp
+
+    async def _take(self) -> aiosmtplib.SMTP:
+        loop = asyncio.get_running_loop()
+        while self._idle:
+            smtp, last_used = self._idle.pop()
+            if not smtp.is_connected:
+                continue
+            if loop.time() - last_used > self._idle_check:
+                try:
+                    await smtp.noop()
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    smtp.close()
+                    continue
+            return smtp
+        return await self._connect()
+
+    async def send(self, message: EmailMessage) -> str:
+        """Deliver ``message``; raises :class:`TransientMailError` or :class:`PermanentMailError`."""
+        async with self._slots:
+            smtp = await self._take()
+            try:
+                errors, reply = await smtp.send_message(message)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                smtp.close()
+                raise _classify(exc) from exc
+            except BaseException:
+                smtp.close()
+                raise
+            if errors:  # some (not all) recipients refused; we only ever send to one
+                smtp.close()
+                first = next(iter(errors.values()))
+                raise _classify_code(first.code, first.message)
+            self._idle.append((smtp, asyncio.get_running_loop().time()))
+            return reply
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for smtp, _ in idle:
+            try:
+                await asyncio.wait_for(smtp.quit(), timeout=2)
+            except Exception:
+                smtp.close()

@@ -1,0 +1,69 @@
+# qti-net developer commands. `make run` and `make test` work on a fresh clone (INTERFACE.md, "Running").
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install only when the declared dependencies change.
+STAMP := $(VENV)/.installed
+ASYNCAPI_TOOLS := tools/asyncapi
+ASYNCAPI_STAMP := $(ASYNCAPI_TOOLS)/node_modules/.installed
+LINT_PATHS := qti_runtime contracts/qti_contracts services
+
+.PHONY: help venv lint format test pytest asyncapi run bench clean
+
+help:
+	@echo "make run    start everything locally (services, mail sink, demo data) until Ctrl-C"
+	@echo "make test   lint + the whole test suite against real RabbitMQ and Postgres"
+	@echo "make lint   ruff check, ruff format --check, mypy"
+	@echo "make format apply ruff's formatting and import sorting"
+	@echo "make bench  run the benchmarks (python -m bench), if present"
+	@echo "make clean  remove the virtual environment and caches"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml contracts/pyproject.toml
+	@if [ ! -x "$(BIN)/python" ]; then \
+		$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+			|| { echo "error: $(PYTHON) is older than 3.11; run e.g. 'make PYTHON=python3.11 ...'" >&2; exit 1; }; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e contracts -e '.[dev]'
+	@touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(LINT_PATHS)
+
+format: venv
+	$(BIN)/ruff check --fix --select I .
+	$(BIN)/ruff format .
+
+pytest: venv
+	$(BIN)/python -m pytest tests -q
+
+# The AsyncAPI document is validated with the official parser when it exists.
+asyncapi: venv
+	@if [ -f docs/asyncapi.json ]; then \
+		if [ ! -f "$(ASYNCAPI_STAMP)" ] || [ "$(ASYNCAPI_TOOLS)/package-lock.json" -nt "$(ASYNCAPI_STAMP)" ]; then \
+			npm ci --prefix $(ASYNCAPI_TOOLS) --no-audit --no-fund --loglevel=error && touch "$(ASYNCAPI_STAMP)"; \
+		fi; \
+		node $(ASYNCAPI_TOOLS)/validate.mjs docs/asyncapi.json; \
+	else \
+		echo "docs/asyncapi.json not generated yet: AsyncAPI validation skipped"; \
+	fi
+
+test: venv lint pytest asyncapi
+
+run: venv
+	$(BIN)/python -m qti_runtime.cli run
+
+bench: venv
+	@if [ -f bench/__main__.py ]; then $(BIN)/python -m bench; \
+	else echo "no benchmarks yet (bench/__main__.py is missing)"; fi
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info contracts/*.egg-info
+	find . -name __pycache__ -type d -prune -not -path './$(ASYNCAPI_TOOLS)/node_modules/*' -exec rm -rf {} +

@@ -1,0 +1,442 @@
+"""Operator actions behind the `qti` command: dead letters, outbox backlog, and service hooks.
+
+Service hooks are found by name, so that the CLI works whatever subset of services is installed:
+
+- `services.<svc>.privacy:forget_person`, `async (db: Database, email: str) -> int` (rows removed or
+  anonymised), used by `qti forget-person`;
+- `services.reporting.rebuild:rebuild`, `async (db: Database) -> int` (events or rows replayed), used by
+  `qti reporting rebuild`;
+- `services.catalogue.demo`, a runnable module (`python -m services.catalogue.demo`), used by `qti run`
+  and `qti demo-data`.
+
+`db` is a connected `qti_runtime.db.Database` whose search_path is the service's own schema. A hook may
+also be a plain function; its result is awaited only when it is awaitable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aio_pika.abc
+import aio_pika.exceptions
+import asyncpg
+
+from qti_contracts.envelope import CONTENT_TYPE
+from qti_contracts.topology import EVENTS_EXCHANGE, SERVICES, dead_letter_queue
+from qti_runtime.db import Database
+
+ERROR_HEADER_PREFIX = "x-qti-"
+REPLAYS_HEADER = "x-qti-replays"
+ORIGINAL_ROUTING_KEY = "x-qti-original-routing-key"
+ORIGINAL_QUEUE = "x-qti-original-queue"
+# Headers the broker adds when it dead-letters on its own (delivery limit, rejection).
+BROKER_DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason")
+BROKER_DEATH_HEADERS_ALL = (
+    *BROKER_DEATH_HEADERS,
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+)
+GET_TIMEOUT_SECONDS = 5.0
+
+
+class OpsError(Exception):
+    """A failure to report to the operator in one line (no traceback)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Dead letters
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadLetterInfo:
+    message_id: str | None
+    correlation_id: str | None
+    event_type: str | None
+    routing_key: str | None
+    original_queue: str | None
+    error: str | None
+    error_kind: str | None
+    dead_lettered_at: str | None
+    replays: int
+    body_size: int
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "correlation_id": self.correlation_id,
+            "type": self.event_type,
+            "routing_key": self.routing_key,
+            "original_queue": self.original_queue,
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "dead_lettered_at": self.dead_lettered_at,
+            "replays": self.replays,
+            "body_size": self.body_size,
+            "headers": {k: _printable(v) for k, v in self.headers.items()},
+        }
+
+
+@dataclass(frozen=True)
+class DeadLetterListing:
+    queue: str
+    total: int
+    messages: list[DeadLetterInfo]
+
+
+@dataclass
+class ReplayResult:
+    queue: str
+    replayed: list[DeadLetterInfo] = field(default_factory=list)
+    skipped: list[tuple[DeadLetterInfo, str]] = field(default_factory=list)
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _printable(v) for k, v in value.items()}
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(_printable(value))
+
+
+def _first_death(headers: Mapping[str, Any]) -> Mapping[str, Any]:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return deaths[0]
+    return {}
+
+
+def original_routing_key(headers: Mapping[str, Any]) -> str | None:
+    """The key the message was first published with: the runtime's header, else the broker's x-death."""
+    key = _text(headers.get(ORIGINAL_ROUTING_KEY))
+    if key:
+        return key
+    keys = _first_death(headers).get("routing-keys")
+    if isinstance(keys, list) and keys:
+        return _text(keys[0])
+    return None
+
+
+def describe(message: aio_pika.abc.AbstractIncomingMessage) -> DeadLetterInfo:
+    headers = dict(message.headers or {})
+    event_type: str | None = None
+    try:
+        document = json.loads(message.body)
+        if isinstance(document, dict) and isinstance(document.get("type"), str):
+            event_type = document["type"]
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    death = _first_death(headers)
+    error = _text(headers.get("x-qti-error"))
+    if error is None and death:
+        error = f"dead-lettered by the broker: {_text(death.get('reason'))}"
+    return DeadLetterInfo(
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        event_type=event_type,
+        routing_key=original_routing_key(headers),
+        original_queue=_text(headers.get(ORIGINAL_QUEUE)) or _text(death.get("queue")),
+        error=error,
+        error_kind=_text(headers.get("x-qti-error-kind")) or (_text(death.get("reason")) if death else None),
+        dead_lettered_at=_text(headers.get("x-qti-dead-lettered-at")),
+        replays=_count(headers.get(REPLAYS_HEADER)),
+        body_size=len(message.body),
+        headers=headers,
+    )
+
+
+def _count(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def replay_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """Headers for a replayed message: without the error and death bookkeeping, replay count + 1."""
+    clean = {
+        key: value
+        for key, value in headers.items()
+        if not key.startswith(ERROR_HEADER_PREFIX) and key not in BROKER_DEATH_HEADERS_ALL
+    }
+    clean[REPLAYS_HEADER] = _count(headers.get(REPLAYS_HEADER)) + 1
+    return clean
+
+
+async def _open_dead_letter_queue(
+    connection: aio_pika.abc.AbstractConnection, service: str, *, confirms: bool = False
+) -> tuple[aio_pika.abc.AbstractChannel, aio_pika.abc.AbstractQueue]:
+    channel = await connection.channel(publisher_confirms=confirms, on_return_raises=confirms)
+    name = dead_letter_queue(service)
+    try:
+        queue = await channel.get_queue(name, ensure=True)
+    except aio_pika.exceptions.ChannelNotFoundEntity as exc:
+        raise OpsError(f"queue {name!r} does not exist (has the {service} service ever started?)") from exc
+    return channel, queue
+
+
+async def _connect(amqp_url: str) -> aio_pika.abc.AbstractConnection:
+    try:
+        return await aio_pika.connect(amqp_url, timeout=10)
+    except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
+        raise OpsError(f"cannot connect to RabbitMQ at {mask_url(amqp_url)}: {exc}") from exc
+
+
+async def _take(queue: aio_pika.abc.AbstractQueue, limit: int) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Get up to `limit` messages without acknowledging them (they stay unacked until settled)."""
+    held: list[aio_pika.abc.AbstractIncomingMessage] = []
+    while len(held) < limit:
+        message = await queue.get(no_ack=False, fail=False, timeout=GET_TIMEOUT_SECONDS)
+        if message is None:
+            break
+        held.append(message)
+    return held
+
+
+async def show_dead_letters(amqp_url: str, service: str, *, limit: int = 50) -> DeadLetterListing:
+    """Peek at a dead-letter queue: every message is given back (nack + requeue) afterwards."""
+    connection = await _connect(amqp_url)
+    async with connection:
+        _channel, queue = await _open_dead_letter_queue(connection, service)
+        total = queue.declaration_result.message_count or 0
+        held = await _take(queue, min(limit, total))
+        try:
+            return DeadLetterListing(queue.name, total, [describe(m) for m in held])
+        finally:
+            for message in held:
+                await message.nack(requeue=True)
+
+
+async def replay_dead_letters(
+    amqp_url: str,
+    service: str,
+    *,
+    limit: int | None = None,
+    message_ids: Sequence[str] = (),
+    to_original_queue: bool = False,
+) -> ReplayResult:
+    """Publish dead letters again (with confirms), then remove them from the dead-letter queue.
+
+    By default each message goes to `qti.events` with its original routing key, so every queue bound to
+    that key receives it again; consumers' inboxes make that harmless for those that had handled it.
+    `to_original_queue` sends it through the default exchange to the queue it failed in only.
+    Messages are taken at most once per call, so one that fails again is not replayed in a loop.
+    """
+    connection = await _connect(amqp_url)
+    result: ReplayResult
+    async with connection:
+        channel, queue = await _open_dead_letter_queue(connection, service, confirms=True)
+        result = ReplayResult(queue.name)
+        total = queue.declaration_result.message_count or 0
+        events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)
+        wanted = set(message_ids)
+        held = await _take(queue, total)
+        keep: list[aio_pika.abc.AbstractIncomingMessage] = []
+        try:
+            for message in held:
+                info = describe(message)
+                if wanted and info.message_id not in wanted:
+                    keep.append(message)
+                    continue
+                if limit is not None and len(result.replayed) >= limit:
+                    keep.append(message)
+                    continue
+                target = info.original_queue if to_original_queue else info.routing_key
+                if not target:
+                    what = "original queue" if to_original_queue else "original routing key"
+                    result.skipped.append((info, f"no {what} in the headers"))
+                    keep.append(message)
+                    continue
+                outgoing = aio_pika.Message(
+                    message.body,
+                    headers=replay_headers(message.headers or {}),
+                    content_type=message.content_type or CONTENT_TYPE,
+                    content_encoding=message.content_encoding,
+                    message_id=message.message_id,
+                    correlation_id=message.correlation_id,
+                    reply_to=message.reply_to,
+                    type=message.type,
+                    app_id=message.app_id,
+                    timestamp=datetime.now(UTC),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                )
+                exchange = channel.default_exchange if to_original_queue else events
+                try:
+                    await exchange.publish(outgoing, routing_key=target, mandatory=True, timeout=10)
+                except (aio_pika.exceptions.DeliveryError, TimeoutError) as exc:
+                    result.skipped.append((info, f"not confirmed by the broker: {exc!r}"))
+                    keep.append(message)
+                    continue
+                await message.ack()
+                result.replayed.append(info)
+        finally:
+            for message in keep:
+                await message.nack(requeue=True)
+            # Anything not settled (e.g. after an exception) goes back when the channel closes.
+    return result
+
+
+def mask_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# --------------------------------------------------------------------------------------------------
+# Outbox
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    service: str
+    exists: bool
+    backlog: int = 0
+    oldest_age_seconds: float = 0.0
+    failing: int = 0
+    last_error: str | None = None
+
+
+async def outbox_status(database_url: str, services: Sequence[str] = SERVICES) -> list[OutboxStatus]:
+    try:
+        conn = await asyncpg.connect(database_url, timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise OpsError(f"cannot connect to Postgres at {mask_url(database_url)}: {exc}") from exc
+    try:
+        found: list[OutboxStatus] = []
+        for service in services:
+            table = f"{service}.outbox"
+            if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+                found.append(OutboxStatus(service, exists=False))
+                continue
+            record = await conn.fetchrow(
+                "SELECT count(*) AS n,"
+                " coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age,"
+                " count(*) FILTER (WHERE attempts > 0) AS failing,"
+                f" (SELECT last_error FROM {_ident(service)}.outbox WHERE last_error IS NOT NULL"
+                "   ORDER BY id DESC LIMIT 1) AS last_error"
+                f" FROM {_ident(service)}.outbox"
+            )
+            assert record is not None
+            found.append(
+                OutboxStatus(
+                    service,
+                    exists=True,
+                    backlog=int(record["n"]),
+                    oldest_age_seconds=float(record["age"]),
+                    failing=int(record["failing"]),
+                    last_error=record["last_error"],
+                )
+            )
+        return found
+    finally:
+        await conn.close()
+
+
+def _ident(name: str) -> str:
+    if not name.replace("_", "").isalnum() or not name.islower():
+        raise OpsError(f"invalid service name: {name!r}")
+    return f'"{name}"'
+
+
+# --------------------------------------------------------------------------------------------------
+# Service hooks
+# --------------------------------------------------------------------------------------------------
+
+
+class HookMissing(OpsError):
+    """The service module or function a command needs is not there (yet)."""
+
+
+def module_available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def find_hook(module: str, attribute: str) -> Callable[..., Any]:
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        # Only a missing hook module is "missing"; a missing dependency inside it is a real error.
+        if exc.name is not None and module.startswith(exc.name):
+            raise HookMissing(f"{module} is not installed (no {module}:{attribute})") from exc
+        raise
+    hook = getattr(imported, attribute, None)
+    if not callable(hook):
+        raise HookMissing(f"{module} has no function {attribute!r}")
+    return hook  # type: ignore[no-any-return]
+
+
+async def call_hook(hook: Callable[..., Any], *args: Any) -> Any:
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def with_service_db(
+    database_url: str, service: str, action: Callable[[Database], Awaitable[Any]]
+) -> Any:
+    db = Database(database_url, service, min_size=1, max_size=2)
+    try:
+        await db.connect()
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise OpsError(f"cannot connect to Postgres at {mask_url(database_url)}: {exc}") from exc
+    try:
+        return await action(db)
+    finally:
+        await db.close()
+
+
+async def forget_person(database_url: str, email: str) -> dict[str, int | None]:
+    """Run every service's privacy hook; None for services without one."""
+    results: dict[str, int | None] = {}
+    for service in SERVICES:
+        try:
+            hook = find_hook(f"services.{service}.privacy", "forget_person")
+        except HookMissing:
+            results[service] = None
+            continue
+
+        async def run(db: Database, hook: Callable[..., Any] = hook) -> Any:
+            return await call_hook(hook, db, email)
+
+        results[service] = int(await with_service_db(database_url, service, run) or 0)
+    return results
+
+
+async def rebuild_reporting(database_url: str) -> int:
+    hook = find_hook("services.reporting.rebuild", "rebuild")
+
+    async def run(db: Database) -> Any:
+        return await call_hook(hook, db)
+
+    return int(await with_service_db(database_url, "reporting", run) or 0)

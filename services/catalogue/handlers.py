@@ -1,0 +1,338 @@
+"""Catalogue commands and the registration-event consumer: decision, state change and outgoing events,
+all in one unit of work (so an event leaves through the outbox exactly when its change is committed)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4, uuid5
+
+from pydantic import ValidationError
+
+from qti_contracts.envelope import RawEvent, make_event
+from qti_contracts.events import (
+    NodePublished,
+    OfferingCancelled,
+    OfferingState,
+    OfferingStatus,
+    RegistrationCancelled,
+    RegistrationConfirmed,
+    RegistrationWaitlisted,
+)
+from qti_contracts.registry import parse_data, readable_errors
+from qti_runtime.consumer import DeadLetter
+from qti_runtime.db import Database
+from qti_runtime.logging import get_logger
+from qti_runtime.unit_of_work import UnitOfWork, unit_of_work
+from services.catalogue import store
+from services.catalogue.domain import (
+    Node,
+    Offering,
+    OfferingDraft,
+    TransitionRefused,
+    ValidationProblem,
+    is_editable,
+    node_payload,
+    offering_cancelled_payload,
+    offering_payload,
+    transition,
+    validate_for_create,
+    validate_for_edit,
+    validate_for_publish,
+    validate_for_published_edit,
+)
+
+log = get_logger(__name__)
+
+SOURCE = "/catalogue"
+REGISTRATIONS_CONSUMER = "catalogue.registrations"
+EVENT_NAMESPACE = UUID("0b9f3c57-7a0e-4b63-9a55-3c1d7f1f4e21")
+
+OFFERING_PUBLISHED = "catalogue.offering.published"
+OFFERING_UPDATED = "catalogue.offering.updated"
+OFFERING_CANCELLED = "catalogue.offering.cancelled"
+NODE_PUBLISHED = "catalogue.node.published"
+
+
+# --- outcomes the API turns into problem details ------------------------------------------------
+
+
+class CatalogueError(Exception):
+    """Base of the refusals of a command; `message` is German."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(CatalogueError):
+    pass
+
+
+class Invalid(CatalogueError):
+    def __init__(self, problems: list[ValidationProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+class Conflict(CatalogueError):
+    pass
+
+
+class PreconditionFailed(CatalogueError):
+    def __init__(self, message: str, current_etag: str) -> None:
+        super().__init__(message)
+        self.current_etag = current_etag
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def event_id_for(type_: str, entity_id: UUID, revision: int | str) -> str:
+    """Deterministic event ids: the same change of the same entity always has the same id."""
+    return str(uuid5(EVENT_NAMESPACE, f"{type_}:{entity_id}:{revision}"))
+
+
+def emit_offering_state(uow: UnitOfWork, type_: str, offering: Offering) -> str:
+    payload = offering_payload(offering)
+    OfferingState.model_validate(payload)  # the contract holds for everything we send
+    event = make_event(
+        type_,
+        payload,
+        source=SOURCE,
+        subject=str(offering.offering_id),
+        id_=event_id_for(type_, offering.offering_id, offering.revision),
+    )
+    uow.emit(event)
+    return event.id
+
+
+def emit_offering_cancelled(uow: UnitOfWork, offering: Offering, reason: str) -> str:
+    payload = {**offering_cancelled_payload(offering.offering_id, reason), "revision": offering.revision}
+    OfferingCancelled.model_validate(payload)
+    event = make_event(
+        OFFERING_CANCELLED,
+        payload,
+        source=SOURCE,
+        subject=str(offering.offering_id),
+        id_=event_id_for(OFFERING_CANCELLED, offering.offering_id, offering.revision),
+    )
+    uow.emit(event)
+    return event.id
+
+
+def emit_node_published(uow: UnitOfWork, node: Node) -> str:
+    payload = node_payload(node)
+    NodePublished.model_validate(payload)
+    version = store.compute_digest(payload)
+    event = make_event(
+        NODE_PUBLISHED,
+        payload,
+        source=SOURCE,
+        subject=str(node.node_id),
+        id_=event_id_for(NODE_PUBLISHED, node.node_id, version),
+    )
+    uow.emit(event)
+    return event.id
+
+
+# --- staff commands ----------------------------------------------------------------------------
+
+
+def normalise_etag(value: str) -> str:
+    value = value.strip()
+    value = value.removeprefix("W/")
+    return value.strip('"')
+
+
+def _check_if_match(current: store.StoredOffering, if_match: str | None) -> None:
+    if if_match is None:
+        return
+    tags = [normalise_etag(tag) for tag in if_match.split(",") if tag.strip()]
+    if "*" in tags or current.etag in tags:
+        return
+    raise PreconditionFailed(
+        "Das Angebot wurde inzwischen geändert (anderer Stand als in If-Match angegeben). "
+        "Bitte den aktuellen Stand laden und die Änderung erneut vornehmen.",
+        current.etag,
+    )
+
+
+async def _locked(uow: UnitOfWork, offering_id: UUID) -> store.StoredOffering:
+    current = await store.get_offering(uow.conn, offering_id, for_update=True)
+    if current is None:
+        raise NotFound("Dieses Angebot gibt es nicht.")
+    return current
+
+
+async def _reload(uow: UnitOfWork, offering_id: UUID) -> store.StoredOffering:
+    stored = await store.get_offering(uow.conn, offering_id)
+    assert stored is not None
+    return stored
+
+
+async def create_draft(
+    db: Database, draft: OfferingDraft, *, offering_id: UUID | None = None
+) -> store.StoredOffering:
+    """Store a new draft. Drafts are internal: no event leaves until it is published."""
+    problems = validate_for_create(draft)
+    if not draft.sessions:
+        problems.append(ValidationProblem("sessions", "Bitte mindestens einen Termin angeben."))
+    if problems:
+        raise Invalid(problems)
+    fields = {f.name: getattr(draft, f.name) for f in dataclasses.fields(OfferingDraft)}
+    offering = Offering(**fields, offering_id=offering_id or uuid4(), status=OfferingStatus.DRAFT, revision=1)
+    async with unit_of_work(db) as uow:
+        if await store.get_node(uow.conn, draft.node_id) is None:
+            raise Invalid([ValidationProblem("node_id", "Diesen QTI-Knoten gibt es nicht.")])
+        if not await store.insert_offering(uow.conn, offering, if_missing=True):
+            raise Conflict("Ein Angebot mit dieser ID gibt es bereits.")
+        return await _reload(uow, offering.offering_id)
+
+
+async def edit_offering(
+    db: Database,
+    offering_id: UUID,
+    changes: dict[str, Any],
+    *,
+    if_match: str,
+    allow_below_confirmed: bool = False,
+) -> store.StoredOffering:
+    """Apply a partial change (domain field name → new value) if `if_match` names the current state."""
+    async with unit_of_work(db) as uow:
+        current = await _locked(uow, offering_id)
+        _check_if_match(current, if_match)
+        old = current.offering
+        if not is_editable(old.status):
+            label = "abgesagt" if old.status is OfferingStatus.CANCELLED else "abgeschlossen"
+            raise Conflict(f"Das Angebot ist {label} und kann nicht mehr bearbeitet werden.")
+        if not changes:
+            return current
+        new = dataclasses.replace(old, **changes, revision=old.revision + 1)
+        confirmed = current.occupancy.confirmed
+        if old.status is OfferingStatus.PUBLISHED:
+            problems = validate_for_published_edit(
+                new, confirmed=confirmed, allow_below_confirmed=allow_below_confirmed
+            )
+        else:
+            problems = validate_for_edit(
+                new, confirmed=confirmed, allow_below_confirmed=allow_below_confirmed
+            )
+            if not new.sessions:
+                problems.append(ValidationProblem("sessions", "Bitte mindestens einen Termin angeben."))
+        if problems:
+            raise Invalid(problems)
+        if "node_id" in changes and await store.get_node(uow.conn, new.node_id) is None:
+            raise Invalid([ValidationProblem("node_id", "Diesen QTI-Knoten gibt es nicht.")])
+        if new == dataclasses.replace(old, revision=new.revision):
+            return current  # nothing really changed: keep revision and etag
+        await store.update_offering(uow.conn, new, replace_sessions="sessions" in changes)
+        if new.status is OfferingStatus.PUBLISHED:
+            emit_offering_state(uow, OFFERING_UPDATED, new)
+        return await _reload(uow, offering_id)
+
+
+def _transitioned(offering: Offering, target: OfferingStatus) -> Offering:
+    try:
+        return transition(offering, target)
+    except TransitionRefused as exc:
+        raise Conflict(exc.reason) from exc
+
+
+async def publish_offering(
+    db: Database, offering_id: UUID, *, if_match: str | None = None, now: datetime | None = None
+) -> store.StoredOffering:
+    async with unit_of_work(db) as uow:
+        current = await _locked(uow, offering_id)
+        _check_if_match(current, if_match)
+        new = _transitioned(current.offering, OfferingStatus.PUBLISHED)
+        problems = validate_for_publish(
+            new, confirmed=current.occupancy.confirmed, now=now or datetime.now(UTC)
+        )
+        if problems:
+            raise Invalid(problems)
+        await store.update_offering(uow.conn, new, replace_sessions=False)
+        emit_offering_state(uow, OFFERING_PUBLISHED, new)
+        return await _reload(uow, offering_id)
+
+
+async def cancel_offering(
+    db: Database, offering_id: UUID, reason: str, *, if_match: str | None = None
+) -> store.StoredOffering:
+    async with unit_of_work(db) as uow:
+        current = await _locked(uow, offering_id)
+        _check_if_match(current, if_match)
+        was_published = current.offering.status is OfferingStatus.PUBLISHED
+        new = _transitioned(current.offering, OfferingStatus.CANCELLED)
+        await store.update_offering(uow.conn, new, replace_sessions=False, cancel_reason=reason)
+        if was_published:  # a cancelled draft was never announced
+            emit_offering_cancelled(uow, new, reason)
+        return await _reload(uow, offering_id)
+
+
+async def complete_offering(
+    db: Database, offering_id: UUID, *, if_match: str | None = None
+) -> store.StoredOffering:
+    async with unit_of_work(db) as uow:
+        current = await _locked(uow, offering_id)
+        _check_if_match(current, if_match)
+        new = _transitioned(current.offering, OfferingStatus.COMPLETED)
+        await store.update_offering(uow.conn, new, replace_sessions=False)
+        emit_offering_state(uow, OFFERING_UPDATED, new)
+        return await _reload(uow, offering_id)
+
+
+# --- registration events -> seat snapshot ------------------------------------------------------
+
+
+def _delta(payload: Any) -> tuple[int, int] | None:
+    """(confirmed, waitlisted) change for an event without an occupancy snapshot."""
+    if isinstance(payload, RegistrationConfirmed):
+        return (1, -1) if payload.from_waitlist else (1, 0)
+    if isinstance(payload, RegistrationWaitlisted):
+        return (0, 1)
+    if isinstance(payload, RegistrationCancelled):
+        if payload.was_confirmed is None:
+            return None
+        return (-1, 0) if payload.was_confirmed else (0, -1)
+    return None
+
+
+async def handle_registration_event(db: Database, event: RawEvent) -> None:
+    """Keep the seat snapshot: the highest `occupancy.version` per offering wins, duplicates are ignored."""
+    try:
+        payload = parse_data(event.type, event.data)
+    except ValidationError as exc:
+        raise DeadLetter(
+            f"invalid {event.type} payload: {readable_errors(exc)}", kind="invalid_data"
+        ) from exc
+    assert isinstance(payload, RegistrationConfirmed | RegistrationWaitlisted | RegistrationCancelled)
+    try:
+        offering_id = UUID(payload.offering_id)
+    except ValueError:
+        log.info("registration_event.foreign_offering", event_id=event.id, offering_id=payload.offering_id)
+        return
+    as_of = event.time or datetime.now(UTC)
+    async with unit_of_work(db) as uow:
+        if not await uow.claim(REGISTRATIONS_CONSUMER, event.id):
+            return
+        occupancy = payload.occupancy
+        if occupancy is not None:
+            await store.apply_occupancy_snapshot(
+                uow.conn,
+                offering_id,
+                version=occupancy.version,
+                confirmed=occupancy.confirmed,
+                waitlisted=occupancy.waitlisted,
+                capacity=occupancy.capacity,
+                as_of=as_of,
+            )
+            return
+        delta = _delta(payload)
+        if delta is None:
+            log.warning("registration_event.no_seat_information", event_id=event.id, type=event.type)
+            return
+        await store.apply_occupancy_delta(
+            uow.conn, offering_id, confirmed=delta[0], waitlisted=delta[1], as_of=as_of
+        )

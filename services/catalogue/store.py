@@ -1,0 +1,417 @@
+"""SQL of the catalogue. Every function takes a connection, so callers choose the transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from qti_contracts.events import OfferingKind, OfferingStatus, Topic
+from services.catalogue.domain import Node, Offering, OfferingSession, offering_payload, teaching_units
+
+_OFFERING_COLUMNS = (
+    "o.offering_id, o.node_id, o.kind, o.topic, o.title, o.description, o.target_group, o.capacity,"
+    " o.registration_deadline, o.fee_eur, o.max_per_company, o.waitlist_limit, o.status, o.revision,"
+    " o.etag, o.cancel_reason, o.created_at, o.updated_at, o.published_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Occupancy:
+    """Seats as last reported by registration; `as_of` None = no registration seen yet."""
+
+    confirmed: int = 0
+    waitlisted: int = 0
+    version: int = 0
+    as_of: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOffering:
+    offering: Offering
+    etag: str
+    cancel_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None
+    occupancy: Occupancy = field(default_factory=Occupancy)
+    node: Node | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfferingFilter:
+    """Criteria of a listing; None / empty = no restriction."""
+
+    statuses: Sequence[OfferingStatus]
+    node_ids: Sequence[UUID] = ()
+    county: str | None = None
+    topics: Sequence[Topic] = ()
+    kinds: Sequence[OfferingKind] = ()
+    ends_from: datetime | None = None
+    starts_before: datetime | None = None
+    text: str | None = None
+    available: bool | None = None
+
+
+def compute_digest(payload: dict[str, Any]) -> str:
+    """A short stable digest of a JSON-ready payload."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def compute_etag(offering: Offering) -> str:
+    """A new opaque tag per stored state: the revision plus a digest of the full payload."""
+    return f"{offering.revision}-{compute_digest(offering_payload(offering))}"
+
+
+# --- nodes -------------------------------------------------------------------------------------
+
+
+def _node(record: asyncpg.Record, prefix: str = "") -> Node:
+    return Node(
+        node_id=record[f"{prefix}node_id"],
+        name=record[f"{prefix}name"],
+        town=record[f"{prefix}town"],
+        county=record[f"{prefix}county"],
+        host=record[f"{prefix}host"],
+        address=record[f"{prefix}address"],
+        opened_on=record[f"{prefix}opened_on"],
+    )
+
+
+async def insert_node_if_missing(conn: asyncpg.Connection, node: Node) -> bool:
+    """True if the node was created, False if a node with this id already existed (left unchanged)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO nodes (node_id, name, town, county, host, address, opened_on)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (node_id) DO NOTHING RETURNING true",
+        node.node_id,
+        node.name,
+        node.town,
+        node.county,
+        node.host,
+        node.address,
+        node.opened_on,
+    )
+    return bool(inserted)
+
+
+async def list_nodes(conn: asyncpg.Connection) -> list[Node]:
+    records = await conn.fetch(
+        "SELECT node_id, name, town, county, host, address, opened_on FROM nodes"
+        " WHERE status = 'active' ORDER BY opened_on, node_id"
+    )
+    return [_node(record) for record in records]
+
+
+async def get_node(conn: asyncpg.Connection, node_id: UUID) -> Node | None:
+    record = await conn.fetchrow(
+        "SELECT node_id, name, town, county, host, address, opened_on FROM nodes WHERE node_id = $1",
+        node_id,
+    )
+    return _node(record) if record else None
+
+
+# --- offerings ---------------------------------------------------------------------------------
+
+
+def _session(record: asyncpg.Record) -> OfferingSession:
+    return OfferingSession(
+        session_id=record["session_id"],
+        starts_at=record["starts_at"],
+        ends_at=record["ends_at"],
+        location=record["location"],
+    )
+
+
+def _stored(
+    record: asyncpg.Record, sessions: Sequence[OfferingSession], *, with_extras: bool = False
+) -> StoredOffering:
+    offering = Offering(
+        offering_id=record["offering_id"],
+        node_id=record["node_id"],
+        kind=OfferingKind(record["kind"]),
+        topic=Topic(record["topic"]),
+        title=record["title"],
+        description=record["description"],
+        target_group=record["target_group"],
+        sessions=tuple(sessions),
+        capacity=record["capacity"],
+        registration_deadline=record["registration_deadline"],
+        fee_eur=Decimal(record["fee_eur"]),
+        max_per_company=record["max_per_company"],
+        waitlist_limit=record["waitlist_limit"],
+        status=OfferingStatus(record["status"]),
+        revision=record["revision"],
+    )
+    occupancy = Occupancy()
+    node = None
+    if with_extras:
+        occupancy = Occupancy(
+            confirmed=record["oc_confirmed"] or 0,
+            waitlisted=record["oc_waitlisted"] or 0,
+            version=record["oc_version"] or 0,
+            as_of=record["oc_as_of"],
+        )
+        node = _node(record, "n_")
+    return StoredOffering(
+        offering=offering,
+        etag=record["etag"],
+        cancel_reason=record["cancel_reason"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+        published_at=record["published_at"],
+        occupancy=occupancy,
+        node=node,
+    )
+
+
+async def _sessions_of(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID, list[OfferingSession]]:
+    records = await conn.fetch(
+        "SELECT offering_id, session_id, starts_at, ends_at, location FROM sessions"
+        " WHERE offering_id = ANY($1::uuid[]) ORDER BY offering_id, position",
+        list(ids),
+    )
+    result: dict[UUID, list[OfferingSession]] = {offering_id: [] for offering_id in ids}
+    for record in records:
+        result[record["offering_id"]].append(_session(record))
+    return result
+
+
+_EXTRA_COLUMNS = (
+    ", oc.confirmed AS oc_confirmed, oc.waitlisted AS oc_waitlisted, oc.version AS oc_version,"
+    " oc.as_of AS oc_as_of, n.node_id AS n_node_id, n.name AS n_name, n.town AS n_town,"
+    " n.county AS n_county, n.host AS n_host, n.address AS n_address, n.opened_on AS n_opened_on"
+)
+_EXTRA_JOINS = (
+    " JOIN nodes n ON n.node_id = o.node_id LEFT JOIN occupancy oc ON oc.offering_id = o.offering_id"
+)
+
+
+async def get_offering(
+    conn: asyncpg.Connection, offering_id: UUID, *, for_update: bool = False
+) -> StoredOffering | None:
+    """The offering with node and seat snapshot; `for_update` locks the offering row."""
+    lock = " FOR UPDATE OF o" if for_update else ""
+    record = await conn.fetchrow(
+        f"SELECT {_OFFERING_COLUMNS}{_EXTRA_COLUMNS} FROM offerings o{_EXTRA_JOINS}"
+        f" WHERE o.offering_id = $1{lock}",
+        offering_id,
+    )
+    if record is None:
+        return None
+    sessions = await _sessions_of(conn, [offering_id])
+    return _stored(record, sessions[offering_id], with_extras=True)
+
+
+async def _write_sessions(conn: asyncpg.Connection, offering: Offering) -> None:
+    await conn.executemany(
+        "INSERT INTO sessions"
+        " (offering_id, session_id, position, starts_at, ends_at, location, teaching_units)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [
+            (
+                offering.offering_id,
+                session.session_id,
+                position,
+                session.starts_at,
+                session.ends_at,
+                session.location,
+                teaching_units(session),
+            )
+            for position, session in enumerate(offering.sessions)
+        ],
+    )
+
+
+def _bounds(offering: Offering) -> tuple[datetime, datetime]:
+    return (
+        min(session.starts_at for session in offering.sessions),
+        max(session.ends_at for session in offering.sessions),
+    )
+
+
+def _values(offering: Offering) -> tuple[Any, ...]:
+    first, last = _bounds(offering)
+    return (
+        offering.offering_id,
+        offering.node_id,
+        offering.kind.value,
+        offering.topic.value,
+        offering.title,
+        offering.description,
+        offering.target_group,
+        offering.capacity,
+        offering.registration_deadline,
+        offering.fee_eur,
+        offering.max_per_company,
+        offering.waitlist_limit,
+        offering.status.value,
+        offering.revision,
+        compute_etag(offering),
+        first,
+        last,
+    )
+
+
+async def insert_offering(conn: asyncpg.Connection, offering: Offering, *, if_missing: bool = False) -> bool:
+    """Store a new offering; with `if_missing`, an existing id is left unchanged and False returned."""
+    conflict = " ON CONFLICT (offering_id) DO NOTHING" if if_missing else ""
+    published = " , CASE WHEN $13 = 'published' THEN now() END"
+    inserted = await conn.fetchval(
+        "INSERT INTO offerings (offering_id, node_id, kind, topic, title, description, target_group,"
+        " capacity, registration_deadline, fee_eur, max_per_company, waitlist_limit, status, revision,"
+        " etag, first_starts_at, last_ends_at, published_at)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17{published})"
+        f"{conflict} RETURNING true",
+        *_values(offering),
+    )
+    if not inserted:
+        return False
+    await _write_sessions(conn, offering)
+    return True
+
+
+async def update_offering(
+    conn: asyncpg.Connection,
+    offering: Offering,
+    *,
+    replace_sessions: bool = True,
+    cancel_reason: str | None = None,
+) -> str:
+    """Write the full new state of an existing offering; returns its new etag."""
+    values = _values(offering)
+    await conn.execute(
+        "UPDATE offerings SET node_id = $2, kind = $3, topic = $4, title = $5, description = $6,"
+        " target_group = $7, capacity = $8, registration_deadline = $9, fee_eur = $10,"
+        " max_per_company = $11, waitlist_limit = $12, status = $13, revision = $14, etag = $15,"
+        " first_starts_at = $16, last_ends_at = $17, updated_at = now(),"
+        " published_at = CASE WHEN $13 = 'published' AND published_at IS NULL THEN now()"
+        "                     ELSE published_at END,"
+        " cancel_reason = coalesce($18, cancel_reason)"
+        " WHERE offering_id = $1",
+        *values,
+        cancel_reason,
+    )
+    if replace_sessions:
+        await conn.execute("DELETE FROM sessions WHERE offering_id = $1", offering.offering_id)
+        await _write_sessions(conn, offering)
+    return str(values[14])
+
+
+def _where(criteria: OfferingFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    clauses.append(f"o.status = ANY({arg([s.value for s in criteria.statuses])}::text[])")
+    if criteria.node_ids:
+        clauses.append(f"o.node_id = ANY({arg(list(criteria.node_ids))}::uuid[])")
+    if criteria.county:
+        clauses.append(f"lower(n.county) = lower({arg(criteria.county)})")
+    if criteria.topics:
+        clauses.append(f"o.topic = ANY({arg([t.value for t in criteria.topics])}::text[])")
+    if criteria.kinds:
+        clauses.append(f"o.kind = ANY({arg([k.value for k in criteria.kinds])}::text[])")
+    if criteria.ends_from is not None:
+        clauses.append(f"o.last_ends_at >= {arg(criteria.ends_from)}")
+    if criteria.starts_before is not None:
+        clauses.append(f"o.first_starts_at < {arg(criteria.starts_before)}")
+    if criteria.text:
+        pattern = "%" + criteria.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        placeholder = arg(pattern)
+        clauses.append(f"(o.title ILIKE {placeholder} OR o.description ILIKE {placeholder})")
+    if criteria.available is True:
+        clauses.append("o.capacity > coalesce(oc.confirmed, 0)")
+    elif criteria.available is False:
+        clauses.append("o.capacity <= coalesce(oc.confirmed, 0)")
+    return " AND ".join(clauses), args
+
+
+async def search_offerings(
+    conn: asyncpg.Connection, criteria: OfferingFilter, *, limit: int, offset: int
+) -> tuple[list[StoredOffering], int]:
+    """One page in stable order (first session start, then id) and the total number of matches."""
+    where, args = _where(criteria)
+    joins = _EXTRA_JOINS
+    records = await conn.fetch(
+        f"SELECT {_OFFERING_COLUMNS}{_EXTRA_COLUMNS} FROM offerings o{joins} WHERE {where}"
+        f" ORDER BY o.first_starts_at, o.offering_id LIMIT {int(limit)} OFFSET {int(offset)}",
+        *args,
+    )
+    if len(records) < limit and (records or offset == 0):
+        total = offset + len(records)
+    else:
+        total = int(await conn.fetchval(f"SELECT count(*) FROM offerings o{joins} WHERE {where}", *args))
+    sessions = await _sessions_of(conn, [record["offering_id"] for record in records])
+    items = [_stored(record, sessions[record["offering_id"]], with_extras=True) for record in records]
+    return items, total
+
+
+async def calendar_offerings(conn: asyncpg.Connection, node_id: UUID) -> list[StoredOffering]:
+    """Published and cancelled offerings of a node, with sessions, for its iCalendar feed."""
+    records = await conn.fetch(
+        f"SELECT {_OFFERING_COLUMNS}{_EXTRA_COLUMNS} FROM offerings o{_EXTRA_JOINS}"
+        " WHERE o.node_id = $1 AND o.status IN ('published', 'cancelled')"
+        " ORDER BY o.first_starts_at, o.offering_id",
+        node_id,
+    )
+    sessions = await _sessions_of(conn, [record["offering_id"] for record in records])
+    return [_stored(record, sessions[record["offering_id"]], with_extras=True) for record in records]
+
+
+# --- seat snapshot -----------------------------------------------------------------------------
+
+
+async def apply_occupancy_snapshot(
+    conn: asyncpg.Connection,
+    offering_id: UUID,
+    *,
+    version: int,
+    confirmed: int,
+    waitlisted: int,
+    capacity: int | None,
+    as_of: datetime,
+) -> bool:
+    """Keep the snapshot with the highest version; True if this one replaced the stored one."""
+    applied = await conn.fetchval(
+        "INSERT INTO occupancy (offering_id, confirmed, waitlisted, capacity, version, as_of)"
+        " VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (offering_id) DO UPDATE SET confirmed = EXCLUDED.confirmed,"
+        " waitlisted = EXCLUDED.waitlisted, capacity = EXCLUDED.capacity, version = EXCLUDED.version,"
+        " as_of = EXCLUDED.as_of, updated_at = now()"
+        " WHERE occupancy.version < EXCLUDED.version RETURNING true",
+        offering_id,
+        confirmed,
+        waitlisted,
+        capacity,
+        version,
+        as_of,
+    )
+    return bool(applied)
+
+
+async def apply_occupancy_delta(
+    conn: asyncpg.Connection, offering_id: UUID, *, confirmed: int, waitlisted: int, as_of: datetime
+) -> None:
+    """Fallback for events without a snapshot: adjust the counters (never below zero)."""
+    await conn.execute(
+        "INSERT INTO occupancy (offering_id, confirmed, waitlisted, version, as_of)"
+        " VALUES ($1, greatest($2, 0), greatest($3, 0), 0, $4)"
+        " ON CONFLICT (offering_id) DO UPDATE SET"
+        " confirmed = greatest(occupancy.confirmed + $2, 0),"
+        " waitlisted = greatest(occupancy.waitlisted + $3, 0),"
+        " as_of = greatest(occupancy.as_of, EXCLUDED.as_of), updated_at = now()",
+        offering_id,
+        confirmed,
+        waitlisted,
+        as_of,
+    )

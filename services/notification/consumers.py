@@ -1,0 +1,39 @@
+"""The notification service's one queue and what handles each event type on it."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from qti_contracts import RoutingKey
+from qti_runtime.broker import QueueSpec
+from qti_runtime.consumer import Subscription
+from services.notification.handlers import NotificationHandlers
+
+SERVICE: Final = "notification"
+
+ROUTING_KEYS: Final = (
+    RoutingKey.REGISTRATION_REQUESTED,  # only to know whom to tell about a rejection
+    RoutingKey.REGISTRATION_CONFIRMED,
+    RoutingKey.REGISTRATION_WAITLISTED,
+    RoutingKey.REGISTRATION_REJECTED,
+    RoutingKey.REGISTRATION_CANCELLED,
+    RoutingKey.OFFERING_PUBLISHED,
+    RoutingKey.OFFERING_UPDATED,
+    RoutingKey.OFFERING_CANCELLED,
+    RoutingKey.NODE_PUBLISHED,
+)
+
+
+def events_queue(delivery_limit: int = 5) -> QueueSpec:
+    return QueueSpec(SERVICE, "events", ROUTING_KEYS, delivery_limit=delivery_limit)
+
+
+def subscriptions(handlers: NotificationHandlers, delivery_limit: int) -> list[Subscription]:
+    return [
+        Subscription(
+            events_queue(delivery_limit),
+            handlers.handlers(),
+            title="notification.events:consume",
+            description="Registration outcomes and catalogue changes → delivery-log rows (mails to send).",
+        )
+    ]

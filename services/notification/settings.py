@@ -1,0 +1,51 @@
+"""Options of the notification service on top of the shared `QTI_*` settings."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from qti_runtime.settings import Settings
+
+DEV_PSEUDONYM_KEY = "dev-pseudonym-key-not-for-production"
+
+
+class NotificationSettings(Settings):
+    """`QTI_SMTP_*`, sender tuning, reminder lead time and the pseudonym key."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = Field(default=False, description="Implicit TLS (port 465 style).")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_validate_certs: bool = True
+    smtp_local_hostname: str = "notification.qti-net.local"
+
+    mail_from_address: str = "noreply@qti-net.example"
+    mail_from_name: str = "QTI-Netzwerk Thüringen"
+    network_email: str = "kontakt@qti-net.example"
+    message_id_domain: str = "notification.qti-net"
+
+    # Reminder before the first session; a float so tests (and operators) can use fractions of a day.
+    reminder_lead_days: float = Field(default=3.0, ge=0)
+
+    # Sender: mails in flight per replica, rows claimed per query, lease of a claimed row.
+    send_concurrency: int = Field(default=32, ge=1, le=500)
+    send_batch: int = Field(default=64, ge=1, le=1000)
+    send_lease_seconds: float = Field(default=120.0, gt=0)
+    sender_poll_seconds: float = Field(default=1.0, gt=0)
+    # Transient failures: next try after base * 2^(attempt-1) seconds (capped, with jitter) ...
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    # ... and give up (notification.failed, permanent=false) after this many attempts.
+    max_attempts: int = Field(default=12, ge=1)
+    # Unanswered registration requests (whose outcome never came) are forgotten after this many days.
+    request_retention_days: float = Field(default=30.0, gt=0)
+
+    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
+
+    @property
+    def send_timeout(self) -> float:
+        """Upper bound of one SMTP delivery (connect + conversation); the lease must outlast it."""
+        return min(self.smtp_timeout * 2, self.send_lease_seconds * 0.8)

@@ -1,0 +1,3 @@
+from services.registration.app import main
+
+main()

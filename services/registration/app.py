@@ -1,0 +1,58 @@
+"""Composition root of the registration service."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from fastapi import FastAPI
+from pydantic import Field
+
+from qti_runtime.service import ServiceRuntime, serve
+from qti_runtime.settings import Settings
+from services.registration import api
+from services.registration.consumers import SERVICE, subscriptions
+from services.registration.handlers import RegistrationService
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class RegistrationSettings(Settings):
+    # A request for an offering not (yet) known waits this long for catalogue's event.
+    offering_wait_seconds: float = Field(default=30.0, ge=0)
+
+
+def build(settings: RegistrationSettings | None = None) -> tuple[ServiceRuntime, RegistrationService]:
+    settings = settings or RegistrationSettings()
+    runtime = ServiceRuntime(SERVICE, settings, migrations=MIGRATIONS)
+    service = RegistrationService(runtime.db, offering_wait_seconds=settings.offering_wait_seconds)
+    for subscription in subscriptions(service, settings.delivery_limit):
+        runtime.add_subscription(subscription)
+
+    async def expire_deferred() -> None:
+        while True:
+            if await service.expire_deferred() == 0:
+                await asyncio.sleep(1.0)
+
+    runtime.add_job("expire-deferred-requests", expire_deferred)
+    return runtime, service
+
+
+def build_runtime(settings: RegistrationSettings | None = None) -> ServiceRuntime:
+    return build(settings)[0]
+
+
+def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
+    settings = settings or RegistrationSettings()
+    runtime, service = build(settings)
+    return runtime.create_app([api.router(service, settings)], title="qti-net Anmeldung (registration)")
+
+
+def main() -> None:
+    settings = RegistrationSettings()
+    serve(
+        create_app(settings),
+        settings.http_host,
+        settings.registration_port,
+        grace_seconds=settings.shutdown_grace_seconds,
+    )

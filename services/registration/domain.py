@@ -1,0 +1,161 @@
+"""Registration rules, free of I/O: who gets a seat, who waits, who is turned away and why."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from qti_contracts import OfferingKind, OfferingStatus, RejectionReason
+
+COMPLETION_THRESHOLD = 0.8  # share of teaching units a participant must attend to complete
+
+
+class Status(StrEnum):
+    CONFIRMED = "confirmed"
+    WAITLISTED = "waitlisted"
+    CANCELLED = "cancelled"
+
+
+LIVE = (Status.CONFIRMED, Status.WAITLISTED)
+
+
+@dataclass(frozen=True)
+class OfferingSeats:
+    """What registration knows of an offering, with its seat counters, at the moment of a decision."""
+
+    offering_id: str
+    status: OfferingStatus
+    kind: OfferingKind
+    capacity: int
+    registration_deadline: datetime
+    first_session_start: datetime | None
+    max_per_company: int | None
+    waitlist_limit: int
+    confirmed: int
+    waitlisted: int
+
+
+@dataclass(frozen=True)
+class Confirm:
+    pass
+
+
+@dataclass(frozen=True)
+class Waitlist:
+    position: int
+
+
+@dataclass(frozen=True)
+class Reject:
+    reason: RejectionReason
+    detail: str
+
+
+Decision = Confirm | Waitlist | Reject
+
+
+def decide(
+    offering: OfferingSeats,
+    *,
+    consent: bool,
+    now: datetime,
+    already_registered: bool,
+    company_live_registrations: int,
+) -> Decision:
+    """The outcome of one registration request; the caller holds the offering's lock."""
+    if not consent:
+        return Reject(
+            RejectionReason.CONSENT_MISSING,
+            "Ohne Einwilligung in die Datenverarbeitung können wir die Anmeldung nicht annehmen. "
+            "Bitte senden Sie die Anmeldung erneut und bestätigen Sie die Datenschutzhinweise.",
+        )
+    if offering.status != OfferingStatus.PUBLISHED:
+        return Reject(RejectionReason.OFFERING_NOT_OPEN, not_open_detail(offering.status))
+    if now >= offering.registration_deadline or (
+        offering.first_session_start is not None and now >= offering.first_session_start
+    ):
+        return Reject(
+            RejectionReason.REGISTRATION_CLOSED,
+            "Die Anmeldefrist für dieses Angebot ist abgelaufen. Bitte wählen Sie einen späteren Termin "
+            "oder wenden Sie sich direkt an den QTI-Knoten.",
+        )
+    if already_registered:
+        return Reject(
+            RejectionReason.DUPLICATE_REGISTRATION,
+            "Unter dieser E-Mail-Adresse besteht bereits eine Anmeldung für dieses Angebot. "
+            "Eine zweite Anmeldung ist nicht nötig.",
+        )
+    if offering.max_per_company is not None and company_live_registrations >= offering.max_per_company:
+        return Reject(
+            RejectionReason.COMPANY_LIMIT_REACHED,
+            f"Aus Ihrem Unternehmen sind bereits {company_live_registrations} Personen angemeldet; "
+            f"je Unternehmen sind höchstens {offering.max_per_company} Plätze möglich. Bitte sprechen "
+            "Sie uns an, wenn weitere Beschäftigte teilnehmen sollen.",
+        )
+    if offering.confirmed < offering.capacity:
+        return Confirm()
+    if offering.waitlisted < offering.waitlist_limit:
+        return Waitlist(position=offering.waitlisted + 1)
+    return Reject(
+        RejectionReason.WAITLIST_FULL,
+        "Das Angebot ist ausgebucht und die Warteliste ist voll. Bitte wählen Sie einen anderen Termin "
+        "oder melden Sie sich für ein vergleichbares Angebot an.",
+    )
+
+
+def not_open_detail(status: OfferingStatus) -> str:
+    if status == OfferingStatus.CANCELLED:
+        return "Dieses Angebot wurde abgesagt. Anmeldungen sind nicht mehr möglich."
+    if status == OfferingStatus.COMPLETED:
+        return "Dieses Angebot hat bereits stattgefunden. Anmeldungen sind nicht mehr möglich."
+    return "Für dieses Angebot sind Anmeldungen noch nicht freigeschaltet."
+
+
+def offering_not_found_detail(offering_id: str) -> str:
+    return (
+        f"Das Angebot „{offering_id}“ ist uns nicht bekannt. Bitte prüfen Sie den Link oder wählen Sie "
+        "das Angebot erneut im Veranstaltungskalender aus."
+    )
+
+
+def invalid_request_detail(problems: str) -> str:
+    return f"Die Anmeldung ist unvollständig oder fehlerhaft ({problems}). Bitte korrigieren Sie die Angaben."
+
+
+def seats_to_promote(capacity: int, confirmed: int, waitlisted: int) -> int:
+    """How many people move up from the waiting list (a capacity decrease never removes anyone)."""
+    return max(0, min(capacity - confirmed, waitlisted))
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def company_key(name: str, postal_code: str) -> str:
+    """Identifies a company for the per-company limit, tolerant of case, spacing and accents."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return f"{_SPACES.sub(' ', folded).strip()}|{postal_code.strip()}"
+
+
+@dataclass(frozen=True)
+class Completion:
+    attended_units: int
+    total_units: int
+    ratio: float
+    completed: bool
+    certificate_eligible: bool
+
+
+def completion(kind: OfferingKind, units_by_session: dict[str, int], attended: dict[str, bool]) -> Completion:
+    """Attendance over every session; ≥ 80 % of the teaching units completes the offering."""
+    total = sum(units_by_session.values())
+    got = sum(units for session, units in units_by_session.items() if attended.get(session))
+    ratio = got / total if total else 0.0
+    done = total > 0 and ratio >= COMPLETION_THRESHOLD
+    return Completion(got, total, round(ratio, 4), done, done and kind == OfferingKind.CERTIFICATE_COURSE)

@@ -1,0 +1,605 @@
+"""Registration decisions: each message or staff action is one transaction with its outgoing events."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from qti_contracts import (
+    CancellationCause,
+    CloudEvent,
+    Occupancy,
+    OfferingCancelled,
+    OfferingState,
+    OfferingStatus,
+    RawEvent,
+    RegistrationAttendanceRecorded,
+    RegistrationCancellationRequested,
+    RegistrationCancelled,
+    RegistrationCompleted,
+    RegistrationConfirmed,
+    RegistrationRejected,
+    RegistrationRequested,
+    RegistrationWaitlisted,
+    RejectionReason,
+    RoutingKey,
+    make_event,
+    readable_errors,
+)
+from qti_runtime.consumer import DeadLetter, Delivery
+from qti_runtime.db import Database
+from qti_runtime.logging import get_logger
+from qti_runtime.unit_of_work import UnitOfWork, unit_of_work
+from services.registration import domain, store
+from services.registration.domain import Confirm, Reject, Status, Waitlist
+
+log = get_logger(__name__)
+
+SOURCE = "/registration"
+REQUESTS_CONSUMER = "registration.requests"
+CATALOGUE_CONSUMER = "registration.catalogue"
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+@dataclass
+class RequestContext:
+    """Where the answer to one request goes."""
+
+    request_id: str
+    correlation_id: str
+    reply_to: str | None = None
+    reply_correlation_id: str | None = None
+
+
+@dataclass
+class SeatLedger:
+    """Seat counters of one locked offering; every change gets the next version for its event."""
+
+    offering: store.OfferingRow
+    confirmed: int = 0
+    waitlisted: int = 0
+    version: int = 0
+    changed: bool = False
+
+    def __post_init__(self) -> None:
+        self.confirmed = self.offering.seats.confirmed
+        self.waitlisted = self.offering.seats.waitlisted
+        self.version = self.offering.seat_version
+
+    def change(self, confirmed: int = 0, waitlisted: int = 0) -> Occupancy:
+        self.confirmed += confirmed
+        self.waitlisted += waitlisted
+        self.version += 1
+        self.changed = True
+        return Occupancy(
+            version=self.version,
+            confirmed=self.confirmed,
+            waitlisted=self.waitlisted,
+            capacity=self.offering.seats.capacity,
+        )
+
+    async def save(self, uow: UnitOfWork) -> None:
+        if self.changed:
+            await store.save_counters(
+                uow.conn, self.offering.offering_id, self.confirmed, self.waitlisted, self.version
+            )
+
+
+@dataclass
+class RegistrationService:
+    db: Database
+    offering_wait_seconds: float = 30.0
+    clock: Any = field(default=lambda: datetime.now(UTC))
+
+    # Requests ------------------------------------------------------------------------------------
+
+    async def on_requested(self, event: RawEvent, delivery: Delivery) -> None:
+        ctx = RequestContext(
+            request_id=event.id,
+            correlation_id=event.correlationid or event.id,
+            reply_to=delivery.reply_to,
+            reply_correlation_id=delivery.correlation_id,
+        )
+        async with unit_of_work(self.db) as uow:
+            if not await uow.claim(REQUESTS_CONSUMER, event.id):
+                await self._answer_again(uow, event.id, ctx)
+                return
+            try:
+                request = RegistrationRequested.model_validate(event.data)
+            except ValidationError as exc:
+                offering_id = event.data.get("offering_id")
+                await self._reject(
+                    uow,
+                    ctx,
+                    offering_id if isinstance(offering_id, str) and len(offering_id) <= 100 else None,
+                    RejectionReason.INVALID_REQUEST,
+                    domain.invalid_request_detail(readable_errors(exc)),
+                )
+                return
+            await self._decide(uow, ctx, request, envelope=event, may_defer=True)
+
+    async def _answer_again(self, uow: UnitOfWork, request_id: str, ctx: RequestContext) -> None:
+        """A redelivered or republished request changes nothing; its asker may hear the answer again."""
+        if ctx.reply_to is None:
+            return
+        row = await store.get_request(uow.conn, request_id)
+        if row is not None and row.outcome is not None:
+            uow.reply(
+                CloudEvent[dict[str, Any]].model_validate(row.outcome), ctx.reply_to, ctx.reply_correlation_id
+            )
+
+    async def _decide(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        request: RegistrationRequested,
+        *,
+        envelope: RawEvent,
+        may_defer: bool,
+    ) -> None:
+        offering = await store.lock_offering(uow.conn, request.offering_id)
+        if offering is None:
+            if may_defer and self.offering_wait_seconds > 0:
+                # The offering may still be on its way from catalogue; decide when it arrives.
+                await store.defer_request(
+                    uow.conn,
+                    ctx.request_id,
+                    request.offering_id,
+                    envelope.model_dump_json(),
+                    ctx.reply_to,
+                    ctx.reply_correlation_id,
+                )
+                return
+            await self._reject(
+                uow,
+                ctx,
+                request.offering_id,
+                RejectionReason.OFFERING_NOT_FOUND,
+                domain.offering_not_found_detail(request.offering_id),
+            )
+            return
+        ledger = SeatLedger(offering)
+        await self._decide_with_offering(uow, ctx, request, ledger)
+        await ledger.save(uow)
+
+    async def _decide_with_offering(
+        self, uow: UnitOfWork, ctx: RequestContext, request: RegistrationRequested, ledger: SeatLedger
+    ) -> None:
+        email = domain.normalise_email(str(request.participant.email))
+        company = domain.company_key(request.company.name, request.company.postal_code)
+        seats = ledger.offering.seats
+        decision = domain.decide(
+            domain.OfferingSeats(
+                **{**seats.__dict__, "confirmed": ledger.confirmed, "waitlisted": ledger.waitlisted}
+            ),
+            consent=request.privacy_consent,
+            now=self.clock(),
+            already_registered=await store.email_registered(uow.conn, seats.offering_id, email),
+            company_live_registrations=await store.company_live_count(uow.conn, seats.offering_id, company),
+        )
+        if isinstance(decision, Reject):
+            await self._reject(uow, ctx, seats.offering_id, decision.reason, decision.detail)
+            return
+        registration_id = str(uuid.uuid4())
+        status = Status.CONFIRMED if isinstance(decision, Confirm) else Status.WAITLISTED
+        await store.insert_registration(
+            uow.conn,
+            registration_id=registration_id,
+            request_id=ctx.request_id,
+            offering_id=seats.offering_id,
+            status=status,
+            email=email,
+            company_key=company,
+            participant=request.participant.model_dump(mode="json"),
+            company=request.company.model_dump(mode="json"),
+        )
+        common = {
+            "registration_id": registration_id,
+            "request_id": ctx.request_id,
+            "offering_id": seats.offering_id,
+            "participant": request.participant,
+            "company": request.company,
+            "from_waitlist": False,
+        }
+        outcome: BaseModel
+        if isinstance(decision, Waitlist):
+            outcome = RegistrationWaitlisted(
+                **common, position=decision.position, occupancy=ledger.change(waitlisted=1)
+            )
+            type_ = RoutingKey.REGISTRATION_WAITLISTED
+        else:
+            outcome = RegistrationConfirmed(**common, occupancy=ledger.change(confirmed=1))
+            type_ = RoutingKey.REGISTRATION_CONFIRMED
+        await self._answer(uow, ctx, seats.offering_id, type_, outcome, subject=registration_id)
+
+    async def _reject(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        offering_id: str | None,
+        reason: RejectionReason,
+        detail: str,
+    ) -> None:
+        outcome = RegistrationRejected(
+            request_id=ctx.request_id, offering_id=offering_id, reason=reason, detail=detail
+        )
+        await self._answer(
+            uow, ctx, offering_id, RoutingKey.REGISTRATION_REJECTED, outcome, subject=ctx.request_id
+        )
+
+    async def _answer(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        offering_id: str | None,
+        type_: str,
+        payload: BaseModel,
+        *,
+        subject: str,
+    ) -> None:
+        event = make_event(type_, payload, source=SOURCE, subject=subject, correlationid=ctx.correlation_id)
+        uow.emit(event)
+        if ctx.reply_to:
+            uow.reply(event, ctx.reply_to, ctx.reply_correlation_id)
+        await store.record_outcome(uow.conn, ctx.request_id, offering_id, type_, event.model_dump_json())
+
+    async def submit(
+        self, request: RegistrationRequested, request_id: str | None, correlation_id: str | None = None
+    ) -> tuple[str, bool]:
+        """HTTP entry: note the request as pending and send it through the outbox like any frontend.
+
+        Returns the request id and whether it is new (a repeated request id is accepted once).
+        """
+        request_id = request_id or str(uuid.uuid4())
+        async with unit_of_work(self.db) as uow:
+            if not await store.insert_pending(uow.conn, request_id, request.offering_id):
+                return request_id, False
+            uow.emit(
+                make_event(
+                    RoutingKey.REGISTRATION_REQUESTED,
+                    request,
+                    source="/frontends/http",
+                    id_=request_id,
+                    subject=request.offering_id,
+                    correlationid=correlation_id or request_id,
+                )
+            )
+        return request_id, True
+
+    async def expire_deferred(self) -> int:
+        """Requests whose offering never arrived get `offering_not_found` once the wait is over."""
+        async with unit_of_work(self.db) as uow:
+            rows = await store.expired_deferred(uow.conn, self.offering_wait_seconds)
+            for row in rows:
+                await self._decide_deferred(uow, row, may_defer=False)
+        return len(rows)
+
+    async def _decide_deferred(self, uow: UnitOfWork, row: store.RequestRow, *, may_defer: bool) -> None:
+        assert row.envelope is not None
+        envelope = RawEvent.model_validate(row.envelope)
+        ctx = RequestContext(
+            row.request_id, envelope.correlationid or row.request_id, row.reply_to, row.correlation_id
+        )
+        request = RegistrationRequested.model_validate(envelope.data)
+        await self._decide(uow, ctx, request, envelope=envelope, may_defer=may_defer)
+
+    # Cancellations -------------------------------------------------------------------------------
+
+    async def on_cancellation_requested(self, event: RawEvent, delivery: Delivery) -> None:
+        try:
+            command = RegistrationCancellationRequested.model_validate(event.data)
+        except ValidationError as exc:
+            raise DeadLetter(f"invalid cancellation request: {readable_errors(exc)}", "invalid_data") from exc
+        async with unit_of_work(self.db) as uow:
+            if not await uow.claim(REQUESTS_CONSUMER, event.id):
+                return
+            try:
+                await self._cancel_registration(
+                    uow,
+                    command.registration_id,
+                    CancellationCause.PARTICIPANT,
+                    command.reason,
+                    event.correlationid or event.id,
+                )
+            except (NotFound, Conflict) as exc:
+                # Cancelling what does not exist or is already cancelled changes nothing.
+                log.info("cancellation.ignored", registration_id=command.registration_id, why=str(exc))
+
+    async def cancel(
+        self, registration_id: str, cause: CancellationCause, reason: str | None
+    ) -> store.RegistrationRow:
+        """HTTP entry; raises NotFound or Conflict."""
+        async with unit_of_work(self.db) as uow:
+            await self._cancel_registration(uow, registration_id, cause, reason, registration_id)
+            row = await store.get_registration(uow.conn, registration_id)
+        assert row is not None
+        return row
+
+    async def _cancel_registration(
+        self,
+        uow: UnitOfWork,
+        registration_id: str,
+        cause: CancellationCause,
+        reason: str | None,
+        correlation_id: str,
+    ) -> None:
+        offering_id = await store.offering_of_registration(uow.conn, registration_id)
+        if offering_id is None:
+            raise NotFound(registration_id)
+        offering = await store.lock_offering(uow.conn, offering_id)  # lock order: offering, then registration
+        assert offering is not None
+        registration = await store.get_registration(uow.conn, registration_id, lock=True)
+        assert registration is not None
+        if registration.status == Status.CANCELLED:
+            raise Conflict("Diese Anmeldung ist bereits storniert.")
+        ledger = SeatLedger(offering)
+        self._cancel_one(uow, ledger, registration, cause, reason, correlation_id)
+        await store.set_status(uow.conn, registration_id, Status.CANCELLED, cancel_cause=cause.value)
+        if offering.seats.status == OfferingStatus.PUBLISHED:
+            await self._promote(uow, ledger, correlation_id)
+        await ledger.save(uow)
+
+    def _cancel_one(
+        self,
+        uow: UnitOfWork,
+        ledger: SeatLedger,
+        registration: store.RegistrationRow,
+        cause: CancellationCause,
+        reason: str | None,
+        correlation_id: str,
+    ) -> None:
+        was_confirmed = registration.status == Status.CONFIRMED
+        occupancy = ledger.change(confirmed=-1) if was_confirmed else ledger.change(waitlisted=-1)
+        payload = RegistrationCancelled(
+            registration_id=registration.registration_id,
+            offering_id=registration.offering_id,
+            cause=cause,
+            reason=reason,
+            was_confirmed=was_confirmed,
+            occupancy=occupancy,
+        )
+        uow.emit(
+            make_event(
+                RoutingKey.REGISTRATION_CANCELLED,
+                payload,
+                source=SOURCE,
+                subject=registration.registration_id,
+                correlationid=correlation_id,
+            )
+        )
+
+    async def _promote(self, uow: UnitOfWork, ledger: SeatLedger, correlation_id: str) -> None:
+        """Free seats go to the waiting list in order; positions of the others close up."""
+        count = domain.seats_to_promote(ledger.offering.seats.capacity, ledger.confirmed, ledger.waitlisted)
+        if count == 0:
+            return
+        for row in await store.first_waitlisted(uow.conn, ledger.offering.offering_id, count):
+            await store.set_status(uow.conn, row.registration_id, Status.CONFIRMED, from_waitlist=True)
+            payload = RegistrationConfirmed(
+                registration_id=row.registration_id,
+                request_id=row.request_id,
+                offering_id=row.offering_id,
+                participant=row.participant,
+                company=row.company,
+                from_waitlist=True,
+                occupancy=ledger.change(confirmed=1, waitlisted=-1),
+            )
+            uow.emit(
+                make_event(
+                    RoutingKey.REGISTRATION_CONFIRMED,
+                    payload,
+                    source=SOURCE,
+                    subject=row.registration_id,
+                    correlationid=correlation_id,
+                )
+            )
+
+    # Catalogue -----------------------------------------------------------------------------------
+
+    async def on_offering_changed(self, event: RawEvent, delivery: Delivery) -> None:
+        try:
+            state = OfferingState.model_validate(event.data)
+        except ValidationError as exc:
+            raise DeadLetter(f"invalid offering: {readable_errors(exc)}", "invalid_data") from exc
+        async with unit_of_work(self.db) as uow:
+            if not await uow.claim(CATALOGUE_CONSUMER, event.id):
+                return
+            previous = await store.lock_offering(uow.conn, state.offering_id)
+            if previous is not None and (
+                previous.seats.status == OfferingStatus.CANCELLED or previous.revision >= state.revision
+            ):
+                return  # stale or after a cancellation, which is final
+            if state.status == OfferingStatus.CANCELLED:
+                await self._cancel_offering(uow, state.offering_id, "Angebot abgesagt", event)
+                return
+            await store.upsert_offering(uow.conn, state)
+            offering = await store.lock_offering(uow.conn, state.offering_id)
+            assert offering is not None
+            ledger = SeatLedger(offering)
+            correlation = event.correlationid or event.id
+            if state.status == OfferingStatus.PUBLISHED:
+                await self._promote(uow, ledger, correlation)  # a capacity increase fills from the list
+            for row in await store.deferred_for(uow.conn, state.offering_id):
+                assert row.envelope is not None
+                envelope = RawEvent.model_validate(row.envelope)
+                ctx = RequestContext(
+                    row.request_id, envelope.correlationid or row.request_id, row.reply_to, row.correlation_id
+                )
+                request = RegistrationRequested.model_validate(envelope.data)
+                await self._decide_with_offering(uow, ctx, request, ledger)
+            await ledger.save(uow)
+
+    async def on_offering_cancelled(self, event: RawEvent, delivery: Delivery) -> None:
+        try:
+            cancelled = OfferingCancelled.model_validate(event.data)
+        except ValidationError as exc:
+            raise DeadLetter(f"invalid cancellation: {readable_errors(exc)}", "invalid_data") from exc
+        async with unit_of_work(self.db) as uow:
+            if not await uow.claim(CATALOGUE_CONSUMER, event.id):
+                return
+            await self._cancel_offering(uow, cancelled.offering_id, cancelled.reason, event)
+
+    async def _cancel_offering(self, uow: UnitOfWork, offering_id: str, reason: str, event: RawEvent) -> None:
+        await store.mark_cancelled(uow.conn, offering_id, self.clock())
+        offering = await store.lock_offering(uow.conn, offering_id)
+        assert offering is not None
+        ledger = SeatLedger(offering)
+        correlation = event.correlationid or event.id
+        for registration in await store.live_registrations(uow.conn, offering_id):
+            self._cancel_one(
+                uow, ledger, registration, CancellationCause.OFFERING_CANCELLED, reason, correlation
+            )
+            await store.set_status(
+                uow.conn,
+                registration.registration_id,
+                Status.CANCELLED,
+                cancel_cause=CancellationCause.OFFERING_CANCELLED.value,
+            )
+        for row in await store.deferred_for(uow.conn, offering_id):
+            ctx = RequestContext(row.request_id, row.request_id, row.reply_to, row.correlation_id)
+            await self._reject(
+                uow,
+                ctx,
+                offering_id,
+                RejectionReason.OFFERING_NOT_OPEN,
+                domain.not_open_detail(OfferingStatus.CANCELLED),
+            )
+        await ledger.save(uow)
+
+    # Attendance ----------------------------------------------------------------------------------
+
+    async def record_attendance(self, offering_id: str, session_id: str, records: dict[str, bool]) -> int:
+        """Staff record who attended one session; returns how many records changed."""
+        async with unit_of_work(self.db) as uow:
+            offering = await store.lock_offering(uow.conn, offering_id)
+            if offering is None:
+                raise NotFound(f"Das Angebot {offering_id} ist nicht bekannt.")
+            units = {s["session_id"]: int(s["teaching_units"]) for s in offering.sessions}
+            if session_id not in units:
+                raise NotFound(f"Der Termin {session_id} gehört nicht zu diesem Angebot.")
+            changed = 0
+            for registration_id, attended in records.items():
+                registration = await store.get_registration(uow.conn, registration_id, lock=True)
+                if registration is None or registration.offering_id != offering_id:
+                    raise NotFound(f"Die Anmeldung {registration_id} gehört nicht zu diesem Angebot.")
+                if registration.status != Status.CONFIRMED:
+                    raise Conflict(f"Die Anmeldung {registration_id} hat keinen bestätigten Platz.")
+                if not await store.upsert_attendance(uow.conn, registration_id, session_id, attended):
+                    continue
+                changed += 1
+                uow.emit(
+                    make_event(
+                        RoutingKey.REGISTRATION_ATTENDANCE_RECORDED,
+                        RegistrationAttendanceRecorded(
+                            registration_id=registration_id,
+                            offering_id=offering_id,
+                            session_id=session_id,
+                            attended=attended,
+                        ),
+                        source=SOURCE,
+                        subject=registration_id,
+                        correlationid=registration_id,
+                    )
+                )
+                await self._complete_if_last(uow, offering, registration, units)
+        return changed
+
+    async def _complete_if_last(
+        self,
+        uow: UnitOfWork,
+        offering: store.OfferingRow,
+        registration: store.RegistrationRow,
+        units: dict[str, int],
+    ) -> None:
+        attended = await store.attendance_of(uow.conn, registration.registration_id)
+        if set(units) - set(attended):
+            return  # not every session recorded yet
+        result = domain.completion(offering.seats.kind, units, attended)
+        summary = {
+            "attended_units": result.attended_units,
+            "total_units": result.total_units,
+            "attendance_ratio": result.ratio,
+            "completed": result.completed,
+            "certificate_eligible": result.certificate_eligible,
+        }
+        if registration.completion == summary:
+            return
+        await store.save_completion(uow.conn, registration.registration_id, summary)
+        uow.emit(
+            make_event(
+                RoutingKey.REGISTRATION_COMPLETED,
+                RegistrationCompleted(
+                    registration_id=registration.registration_id, offering_id=offering.offering_id, **summary
+                ),
+                source=SOURCE,
+                subject=registration.registration_id,
+                correlationid=registration.registration_id,
+            )
+        )
+
+    # Queries -------------------------------------------------------------------------------------
+
+    async def request_status(self, request_id: str) -> dict[str, Any] | None:
+        async with self.db.pool.acquire() as conn:
+            row = await store.get_request(conn, request_id)
+        if row is None:
+            return None
+        if row.outcome is None:
+            return {"request_id": request_id, "status": "pending", "offering_id": row.offering_id}
+        data = row.outcome["data"]
+        status = {
+            RoutingKey.REGISTRATION_CONFIRMED: "confirmed",
+            RoutingKey.REGISTRATION_WAITLISTED: "waitlisted",
+            RoutingKey.REGISTRATION_REJECTED: "rejected",
+        }[row.outcome_type or ""]
+        return {
+            "request_id": request_id,
+            "status": status,
+            "offering_id": data.get("offering_id"),
+            "registration_id": data.get("registration_id"),
+            "position": data.get("position"),
+            "reason": data.get("reason"),
+            "detail": data.get("detail"),
+            "outcome_event": row.outcome,
+        }
+
+    async def registration_view(self, registration_id: str) -> dict[str, Any] | None:
+        async with self.db.pool.acquire() as conn:
+            row = await store.get_registration(conn, registration_id)
+            if row is None:
+                return None
+            position = await store.waitlist_position(conn, row)
+        return _view(row, position)
+
+    async def offering_registrations(self, offering_id: str) -> list[dict[str, Any]]:
+        async with self.db.pool.acquire() as conn:
+            rows = await store.registrations_of_offering(conn, offering_id)
+        return [_view(row, None) for row in rows]
+
+
+def _view(row: store.RegistrationRow, position: int | None) -> dict[str, Any]:
+    return {
+        "registration_id": row.registration_id,
+        "request_id": row.request_id,
+        "offering_id": row.offering_id,
+        "status": row.status.value,
+        "position": position,
+        "from_waitlist": row.from_waitlist,
+        "participant": row.participant,
+        "company": row.company,
+        "cancel_cause": row.cancel_cause,
+        "completion": row.completion,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }

@@ -1,0 +1,419 @@
+"""SQL of the registration schema. Every function runs on the caller's connection and transaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from qti_contracts import OfferingKind, OfferingState, OfferingStatus
+from services.registration.domain import OfferingSeats, Status
+
+
+@dataclass
+class OfferingRow:
+    seats: OfferingSeats
+    sessions: list[dict[str, Any]]
+    revision: int
+    seat_version: int
+
+    @property
+    def offering_id(self) -> str:
+        return self.seats.offering_id
+
+
+def _offering(record: asyncpg.Record) -> OfferingRow:
+    return OfferingRow(
+        seats=OfferingSeats(
+            offering_id=record["offering_id"],
+            status=OfferingStatus(record["status"]),
+            kind=OfferingKind(record["kind"]),
+            capacity=record["capacity"],
+            registration_deadline=record["registration_deadline"],
+            first_session_start=record["first_session_start"],
+            max_per_company=record["max_per_company"],
+            waitlist_limit=record["waitlist_limit"],
+            confirmed=record["confirmed"],
+            waitlisted=record["waitlisted"],
+        ),
+        sessions=json.loads(record["sessions"]),
+        revision=record["revision"],
+        seat_version=record["seat_version"],
+    )
+
+
+async def lock_offering(conn: asyncpg.Connection, offering_id: str) -> OfferingRow | None:
+    """The row lock serialises every seat decision for one offering, across all replicas."""
+    record = await conn.fetchrow("SELECT * FROM offerings WHERE offering_id = $1 FOR UPDATE", offering_id)
+    return _offering(record) if record else None
+
+
+async def upsert_offering(conn: asyncpg.Connection, state: OfferingState) -> None:
+    sessions = [
+        {
+            "session_id": s.session_id,
+            "starts_at": s.starts_at.isoformat(),
+            "ends_at": s.ends_at.isoformat(),
+            "teaching_units": s.teaching_units,
+        }
+        for s in state.sessions
+    ]
+    await conn.execute(
+        """
+        INSERT INTO offerings (offering_id, status, kind, capacity, registration_deadline,
+                               first_session_start, max_per_company, waitlist_limit, sessions, revision)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
+        ON CONFLICT (offering_id) DO UPDATE SET
+            status = EXCLUDED.status, kind = EXCLUDED.kind, capacity = EXCLUDED.capacity,
+            registration_deadline = EXCLUDED.registration_deadline,
+            first_session_start = EXCLUDED.first_session_start,
+            max_per_company = EXCLUDED.max_per_company, waitlist_limit = EXCLUDED.waitlist_limit,
+            sessions = EXCLUDED.sessions, revision = EXCLUDED.revision, updated_at = now()
+        -- Monotonic even when two catalogue events race for a new offering: newer revisions win and
+        -- a cancellation is final.
+        WHERE offerings.status <> 'cancelled' AND offerings.revision < EXCLUDED.revision
+        """,
+        state.offering_id,
+        state.status.value,
+        state.kind.value,
+        state.capacity,
+        state.registration_deadline,
+        min((s.starts_at for s in state.sessions), default=None),
+        state.max_per_company,
+        state.waitlist_limit,
+        json.dumps(sessions),
+        state.revision,
+    )
+
+
+async def mark_cancelled(conn: asyncpg.Connection, offering_id: str, now: datetime) -> None:
+    """Cancelled is final; an offering first heard of through its cancellation gets a tombstone row."""
+    await conn.execute(
+        """
+        INSERT INTO offerings (offering_id, status, kind, capacity, registration_deadline, revision)
+        VALUES ($1, 'cancelled', 'course', 1, $2, 0)
+        ON CONFLICT (offering_id) DO UPDATE SET status = 'cancelled', updated_at = now()
+        """,
+        offering_id,
+        now,
+    )
+
+
+async def save_counters(
+    conn: asyncpg.Connection, offering_id: str, confirmed: int, waitlisted: int, version: int
+) -> None:
+    await conn.execute(
+        "UPDATE offerings SET confirmed = $2, waitlisted = $3, seat_version = $4, updated_at = now()"
+        " WHERE offering_id = $1",
+        offering_id,
+        confirmed,
+        waitlisted,
+        version,
+    )
+
+
+async def email_registered(conn: asyncpg.Connection, offering_id: str, email: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM registrations WHERE offering_id = $1 AND email = $2"
+            " AND status IN ('confirmed', 'waitlisted')",
+            offering_id,
+            email,
+        )
+    )
+
+
+async def company_live_count(conn: asyncpg.Connection, offering_id: str, company_key: str) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM registrations WHERE offering_id = $1 AND company_key = $2"
+            " AND status IN ('confirmed', 'waitlisted')",
+            offering_id,
+            company_key,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class RegistrationRow:
+    registration_id: str
+    request_id: str
+    offering_id: str
+    status: Status
+    participant: dict[str, Any]
+    company: dict[str, Any]
+    from_waitlist: bool
+    waitlist_seq: int
+    created_at: datetime
+    updated_at: datetime
+    cancel_cause: str | None
+    completion: dict[str, Any] | None
+
+
+def _registration(record: asyncpg.Record) -> RegistrationRow:
+    completion = record["completion"]
+    return RegistrationRow(
+        registration_id=record["registration_id"],
+        request_id=record["request_id"],
+        offering_id=record["offering_id"],
+        status=Status(record["status"]),
+        participant=json.loads(record["participant"]),
+        company=json.loads(record["company"]),
+        from_waitlist=record["from_waitlist"],
+        waitlist_seq=record["waitlist_seq"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+        cancel_cause=record["cancel_cause"],
+        completion=json.loads(completion) if completion else None,
+    )
+
+
+async def insert_registration(
+    conn: asyncpg.Connection,
+    *,
+    registration_id: str,
+    request_id: str,
+    offering_id: str,
+    status: Status,
+    email: str,
+    company_key: str,
+    participant: dict[str, Any],
+    company: dict[str, Any],
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO registrations (registration_id, request_id, offering_id, status, email, company_key,
+                                   participant, company)
+        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)
+        """,
+        registration_id,
+        request_id,
+        offering_id,
+        status.value,
+        email,
+        company_key,
+        json.dumps(participant),
+        json.dumps(company),
+    )
+
+
+async def get_registration(
+    conn: asyncpg.Connection, registration_id: str, *, lock: bool = False
+) -> RegistrationRow | None:
+    sql = "SELECT * FROM registrations WHERE registration_id = $1" + (" FOR UPDATE" if lock else "")
+    record = await conn.fetchrow(sql, registration_id)
+    return _registration(record) if record else None
+
+
+async def offering_of_registration(conn: asyncpg.Connection, registration_id: str) -> str | None:
+    value = await conn.fetchval(
+        "SELECT offering_id FROM registrations WHERE registration_id = $1", registration_id
+    )
+    return str(value) if value is not None else None
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    registration_id: str,
+    status: Status,
+    *,
+    from_waitlist: bool | None = None,
+    cancel_cause: str | None = None,
+) -> None:
+    await conn.execute(
+        "UPDATE registrations SET status = $2, from_waitlist = coalesce($3, from_waitlist),"
+        " cancel_cause = coalesce($4, cancel_cause), updated_at = now() WHERE registration_id = $1",
+        registration_id,
+        status.value,
+        from_waitlist,
+        cancel_cause,
+    )
+
+
+async def first_waitlisted(conn: asyncpg.Connection, offering_id: str, limit: int) -> list[RegistrationRow]:
+    records = await conn.fetch(
+        "SELECT * FROM registrations WHERE offering_id = $1 AND status = 'waitlisted'"
+        " ORDER BY waitlist_seq LIMIT $2 FOR UPDATE",
+        offering_id,
+        limit,
+    )
+    return [_registration(r) for r in records]
+
+
+async def live_registrations(conn: asyncpg.Connection, offering_id: str) -> list[RegistrationRow]:
+    records = await conn.fetch(
+        "SELECT * FROM registrations WHERE offering_id = $1 AND status IN ('confirmed', 'waitlisted')"
+        " ORDER BY waitlist_seq FOR UPDATE",
+        offering_id,
+    )
+    return [_registration(r) for r in records]
+
+
+async def waitlist_position(conn: asyncpg.Connection, registration: RegistrationRow) -> int | None:
+    if registration.status != Status.WAITLISTED:
+        return None
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM registrations WHERE offering_id = $1 AND status = 'waitlisted'"
+            " AND waitlist_seq <= $2",
+            registration.offering_id,
+            registration.waitlist_seq,
+        )
+    )
+
+
+# Requests and their outcomes --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    request_id: str
+    offering_id: str | None
+    status: str
+    outcome_type: str | None
+    outcome: dict[str, Any] | None
+    envelope: dict[str, Any] | None
+    reply_to: str | None
+    correlation_id: str | None
+    received_at: datetime
+
+
+def _request(record: asyncpg.Record) -> RequestRow:
+    return RequestRow(
+        request_id=record["request_id"],
+        offering_id=record["offering_id"],
+        status=record["status"],
+        outcome_type=record["outcome_type"],
+        outcome=json.loads(record["outcome"]) if record["outcome"] else None,
+        envelope=json.loads(record["envelope"]) if record["envelope"] else None,
+        reply_to=record["reply_to"],
+        correlation_id=record["correlation_id"],
+        received_at=record["received_at"],
+    )
+
+
+async def get_request(conn: asyncpg.Connection, request_id: str) -> RequestRow | None:
+    record = await conn.fetchrow("SELECT * FROM requests WHERE request_id = $1", request_id)
+    return _request(record) if record else None
+
+
+async def insert_pending(conn: asyncpg.Connection, request_id: str, offering_id: str) -> bool:
+    """A request accepted over HTTP; False if that request id was submitted before."""
+    inserted = await conn.fetchval(
+        "INSERT INTO requests (request_id, offering_id, status) VALUES ($1, $2, 'pending')"
+        " ON CONFLICT (request_id) DO NOTHING RETURNING true",
+        request_id,
+        offering_id,
+    )
+    return bool(inserted)
+
+
+async def defer_request(
+    conn: asyncpg.Connection,
+    request_id: str,
+    offering_id: str,
+    envelope: str,
+    reply_to: str | None,
+    correlation_id: str | None,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO requests (request_id, offering_id, status, envelope, reply_to, correlation_id)
+        VALUES ($1, $2, 'deferred', $3::jsonb, $4, $5)
+        ON CONFLICT (request_id) DO UPDATE SET status = 'deferred', envelope = EXCLUDED.envelope,
+            reply_to = EXCLUDED.reply_to, correlation_id = EXCLUDED.correlation_id
+        """,
+        request_id,
+        offering_id,
+        envelope,
+        reply_to,
+        correlation_id,
+    )
+
+
+async def deferred_for(conn: asyncpg.Connection, offering_id: str) -> list[RequestRow]:
+    records = await conn.fetch(
+        "SELECT * FROM requests WHERE offering_id = $1 AND status = 'deferred'"
+        " ORDER BY received_at FOR UPDATE",
+        offering_id,
+    )
+    return [_request(r) for r in records]
+
+
+async def expired_deferred(
+    conn: asyncpg.Connection, older_than_seconds: float, limit: int = 100
+) -> list[RequestRow]:
+    records = await conn.fetch(
+        "SELECT * FROM requests WHERE status = 'deferred'"
+        " AND received_at < now() - make_interval(secs => $1)"
+        " ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        older_than_seconds,
+        limit,
+    )
+    return [_request(r) for r in records]
+
+
+async def record_outcome(
+    conn: asyncpg.Connection, request_id: str, offering_id: str | None, outcome_type: str, outcome_json: str
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO requests (request_id, offering_id, status, outcome_type, outcome, decided_at)
+        VALUES ($1, $2, 'decided', $3, $4::jsonb, now())
+        ON CONFLICT (request_id) DO UPDATE SET status = 'decided', outcome_type = EXCLUDED.outcome_type,
+            outcome = EXCLUDED.outcome, decided_at = now(), envelope = NULL
+        """,
+        request_id,
+        offering_id,
+        outcome_type,
+        outcome_json,
+    )
+
+
+# Attendance -------------------------------------------------------------------------------------------
+
+
+async def upsert_attendance(
+    conn: asyncpg.Connection, registration_id: str, session_id: str, attended: bool
+) -> bool:
+    """True if this changed what was recorded."""
+    previous = await conn.fetchval(
+        "SELECT attended FROM attendance WHERE registration_id = $1 AND session_id = $2",
+        registration_id,
+        session_id,
+    )
+    if previous is not None and previous == attended:
+        return False
+    await conn.execute(
+        "INSERT INTO attendance (registration_id, session_id, attended) VALUES ($1, $2, $3)"
+        " ON CONFLICT (registration_id, session_id) DO UPDATE SET attended = $3, recorded_at = now()",
+        registration_id,
+        session_id,
+        attended,
+    )
+    return True
+
+
+async def attendance_of(conn: asyncpg.Connection, registration_id: str) -> dict[str, bool]:
+    records = await conn.fetch(
+        "SELECT session_id, attended FROM attendance WHERE registration_id = $1", registration_id
+    )
+    return {r["session_id"]: r["attended"] for r in records}
+
+
+async def save_completion(conn: asyncpg.Connection, registration_id: str, completion: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE registrations SET completion = $2::jsonb, updated_at = now() WHERE registration_id = $1",
+        registration_id,
+        json.dumps(completion),
+    )
+
+
+async def registrations_of_offering(conn: asyncpg.Connection, offering_id: str) -> list[RegistrationRow]:
+    records = await conn.fetch(
+        "SELECT * FROM registrations WHERE offering_id = $1 ORDER BY waitlist_seq", offering_id
+    )
+    return [_registration(r) for r in records]

@@ -1,0 +1,1 @@
+"""Reporting service: funder-ready figures without personal data, exports, dashboard, KPI events."""

@@ -1,0 +1,56 @@
+"""Composition root of the reporting service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from pydantic import Field, SecretStr
+
+from qti_runtime.service import ServiceRuntime, serve
+from qti_runtime.settings import Settings
+from services.reporting.api import build_router
+from services.reporting.consumers import SERVICE, subscriptions
+from services.reporting.handlers import ReportingHandlers, kpi_job
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class ReportingSettings(Settings):
+    # Key of the person/company pseudonyms (HMAC). Changing it breaks counting unique persons across the
+    # change; set a secret one in production.
+    pseudonym_key: SecretStr = SecretStr("dev-pseudonym-key")
+    kpi_debounce_seconds: float = Field(default=5.0, gt=0)
+
+
+def reporting_settings(settings: Settings | None) -> ReportingSettings:
+    if settings is None:
+        return ReportingSettings()
+    if isinstance(settings, ReportingSettings):
+        return settings
+    return ReportingSettings(**{**ReportingSettings().model_dump(), **settings.model_dump()})
+
+
+def build_runtime(settings: Settings | None = None) -> ServiceRuntime:
+    config = reporting_settings(settings)
+    handlers = ReportingHandlers(config.pseudonym_key.get_secret_value().encode())
+    runtime = ServiceRuntime(SERVICE, config, migrations=MIGRATIONS, subscriptions=subscriptions(handlers))
+    handlers.bind(runtime.db)
+    runtime.add_job("kpi-events", kpi_job(runtime.db, config.kpi_debounce_seconds))
+    return runtime
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    config = reporting_settings(settings)
+    runtime = build_runtime(config)
+    return runtime.create_app([build_router(config)], title="qti-net reporting")
+
+
+def main() -> None:
+    config = ReportingSettings()
+    serve(
+        create_app(config),
+        config.http_host,
+        config.reporting_port,
+        grace_seconds=config.shutdown_grace_seconds,
+    )

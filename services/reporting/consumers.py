@@ -1,0 +1,25 @@
+"""Reporting's subscription: one queue for every catalogue, registration and notification event."""
+
+from __future__ import annotations
+
+from qti_contracts import EVENT_TYPES
+from qti_runtime.broker import QueueSpec
+from qti_runtime.consumer import Subscription
+from services.reporting.handlers import ReportingHandlers
+
+SERVICE = "reporting"
+ROUTING_KEYS = ("catalogue.#", "registration.#", "notification.#")
+EVENTS_QUEUE = QueueSpec(SERVICE, "events", ROUTING_KEYS)
+CONSUMED_TYPES = tuple(
+    sorted(t for t in EVENT_TYPES if t.startswith(("catalogue.", "registration.", "notification.")))
+)
+
+
+def subscriptions(handlers: ReportingHandlers) -> list[Subscription]:
+    return [
+        Subscription(
+            EVENTS_QUEUE,
+            {event_type: handlers.handle for event_type in CONSUMED_TYPES},
+            description="Scrubs personal data, appends to the raw log and updates the projections.",
+        )
+    ]

@@ -1,0 +1,687 @@
+"""Reporting rules without I/O: scrubbing personal data, indicator math, grouping and suppression."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from qti_contracts import (
+    AGE_BAND_LABELS,
+    GENDER_LABELS,
+    KIND_LABELS,
+    MIN_GROUP_SIZE,
+    SIZE_CLASS_LABELS,
+    TOPIC_LABELS,
+    AgeBand,
+    Gender,
+    KpiFigure,
+    OfferingKind,
+    RejectionReason,
+    SizeClass,
+    Topic,
+)
+from qti_contracts.events import (
+    NodePublished,
+    NotificationFailed,
+    NotificationSent,
+    OfferingCancelled,
+    OfferingState,
+    RegistrationAttendanceRecorded,
+    RegistrationCancellationRequested,
+    RegistrationCancelled,
+    RegistrationCompleted,
+    RegistrationConfirmed,
+    RegistrationRejected,
+    RegistrationRequested,
+    RegistrationWaitlisted,
+)
+from qti_contracts.registry import parse_data
+
+BERLIN: Final = ZoneInfo("Europe/Berlin")
+SUPPRESSED: Final = "<5"
+UNKNOWN: Final = "unbekannt"
+UNKNOWN_LABEL: Final = "unbekannt"
+
+Number = int | float
+Value = Number | str | None  # str only for the suppression marker
+
+# --------------------------------------------------------------------------------------------------
+# Scrubbing: what is stored of an event (no names, no e-mail addresses, no free texts)
+# --------------------------------------------------------------------------------------------------
+
+_EMAIL: Final = re.compile(r"[^\s@]+@[^\s@]+")
+
+
+def pseudonym(key: bytes, kind: str, value: str) -> str:
+    """Keyed pseudonym (HMAC-SHA256): stable per key, not reversible without it."""
+    digest = hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
+    return f"{kind[0]}-{digest[:32]}"
+
+
+def person_ref(key: bytes, email: str) -> str:
+    return pseudonym(key, "person", email.strip().lower())
+
+
+def company_ref(key: bytes, name: str, postal_code: str) -> str:
+    normalized = " ".join(name.casefold().split())
+    return pseudonym(key, "company", f"{normalized}\x00{postal_code.strip()}")
+
+
+def _no_emails(value: Any) -> Any:
+    """Last line of defence: any string that looks like an e-mail address is dropped."""
+    if isinstance(value, str):
+        return "[entfernt]" if _EMAIL.search(value) else value
+    if isinstance(value, dict):
+        return {k: _no_emails(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_emails(v) for v in value]
+    return value
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _person(key: bytes, model: RegistrationConfirmed | RegistrationWaitlisted) -> dict[str, Any]:
+    return {
+        "person_ref": person_ref(key, str(model.participant.email)),
+        "gender": model.participant.gender.value,
+        "age_band": model.participant.age_band.value,
+    }
+
+
+def _company(
+    key: bytes, model: RegistrationConfirmed | RegistrationWaitlisted | RegistrationRequested
+) -> Any:
+    company = model.company
+    return {
+        "company_ref": company_ref(key, company.name, company.postal_code),
+        "county": company.county,
+        "size_class": company.size_class.value if company.size_class else None,
+        "automotive_supplier": company.automotive_supplier,
+    }
+
+
+def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 (one case per type)
+    """The part of an event's `data` that reporting keeps. Invalid payloads keep only `{"invalid": true}`.
+
+    Persons and companies become keyed pseudonyms; names, e-mail addresses, addresses and free texts
+    (reasons, details, error messages, descriptions) are not kept.
+    """
+    try:
+        model = parse_data(event_type, dict(data))
+    except (ValidationError, LookupError):
+        return {"invalid": True}
+    out: dict[str, Any]
+    match model:
+        case OfferingState():
+            out = {
+                "offering_id": model.offering_id,
+                "node_id": model.node_id,
+                "kind": model.kind.value,
+                "topic": model.topic.value,
+                "capacity": model.capacity,
+                "status": model.status.value,
+                "revision": model.revision,
+                "waitlist_limit": model.waitlist_limit,
+                "sessions": [
+                    {
+                        "session_id": s.session_id,
+                        "starts_at": _iso(s.starts_at),
+                        "teaching_units": s.teaching_units,
+                    }
+                    for s in model.sessions
+                ],
+            }
+        case OfferingCancelled():
+            out = {"offering_id": model.offering_id, "revision": model.revision}
+        case NodePublished():
+            out = {"node_id": model.node_id, "name": model.name, "town": model.town, "county": model.county}
+        case RegistrationRequested():
+            out = {
+                "offering_id": model.offering_id,
+                "privacy_consent": model.privacy_consent,
+                "company": _company(key, model),
+            }
+        case RegistrationConfirmed() | RegistrationWaitlisted():
+            out = {
+                "registration_id": model.registration_id,
+                "request_id": model.request_id,
+                "offering_id": model.offering_id,
+                "from_waitlist": model.from_waitlist,
+                "person": _person(key, model),
+                "company": _company(key, model),
+            }
+        case RegistrationRejected():
+            out = {
+                "request_id": model.request_id,
+                "offering_id": model.offering_id,
+                "reason": model.reason.value,
+            }
+        case RegistrationCancelled():
+            out = {
+                "registration_id": model.registration_id,
+                "offering_id": model.offering_id,
+                "cause": model.cause.value,
+                "was_confirmed": model.was_confirmed,
+            }
+        case RegistrationCancellationRequested():
+            out = {"registration_id": model.registration_id}
+        case RegistrationAttendanceRecorded():
+            out = model.model_dump(mode="json")
+        case RegistrationCompleted():
+            out = model.model_dump(mode="json", exclude={"attendance_ratio"})
+        case NotificationFailed():
+            out = {
+                "notification_id": model.notification_id,
+                "template": model.template,
+                "trigger_type": model.trigger_type,
+                "registration_id": model.registration_id,
+                "offering_id": model.offering_id,
+                "failed": True,
+                "permanent": model.permanent,
+            }
+        case NotificationSent():
+            out = {
+                "notification_id": model.notification_id,
+                "template": model.template,
+                "trigger_type": model.trigger_type,
+                "registration_id": model.registration_id,
+                "offering_id": model.offering_id,
+                "failed": False,
+                "permanent": False,
+            }
+        case _:
+            out = {}
+    result: dict[str, Any] = _no_emails(out)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Facts: normalized rows the projections keep, from which every indicator is computed
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfferingFact:
+    offering_id: str
+    node_id: str
+    node_name: str
+    county: str
+    topic: str
+    kind: str
+    capacity: int
+    starts_at: datetime | None
+    held: bool  # published or completed, not cancelled
+    sessions: tuple[tuple[datetime, int], ...] = ()  # (starts_at, teaching units)
+
+
+@dataclass(frozen=True)
+class RegistrationFact:
+    registration_id: str
+    offering_id: str | None
+    first_seen_at: datetime
+    person_ref: str | None
+    company_ref: str | None
+    company_county: str | None
+    size_class: str | None
+    automotive_supplier: bool | None
+    gender: str | None
+    age_band: str | None
+    confirmed: bool
+    waitlisted: bool
+    cancelled: bool
+    attended_units: int
+    completed: bool
+    certificate_eligible: bool
+
+    @property
+    def participates(self) -> bool:
+        return self.confirmed and not self.cancelled
+
+
+@dataclass(frozen=True)
+class RequestFact:
+    request_id: str
+    offering_id: str | None
+    at: datetime
+    outcome: str | None  # confirmed | waitlisted | rejected | None (pending)
+    reason: str | None
+    size_class: str | None = None
+
+
+@dataclass(frozen=True)
+class NotificationFact:
+    notification_id: str
+    offering_id: str | None
+    at: datetime
+    sent: bool
+    failed_permanent: bool
+
+
+@dataclass(frozen=True)
+class Facts:
+    offerings: Mapping[str, OfferingFact]
+    registrations: Sequence[RegistrationFact]
+    requests: Sequence[RequestFact]
+    notifications: Sequence[NotificationFact]
+
+
+# --------------------------------------------------------------------------------------------------
+# Indicators
+# --------------------------------------------------------------------------------------------------
+
+_REJECTION_SHORT: Final[dict[RejectionReason, str]] = {
+    RejectionReason.INVALID_REQUEST: "ungültige Anfrage",
+    RejectionReason.OFFERING_NOT_FOUND: "Angebot nicht gefunden",
+    RejectionReason.OFFERING_NOT_OPEN: "Angebot nicht offen",
+    RejectionReason.REGISTRATION_CLOSED: "Anmeldefrist abgelaufen",
+    RejectionReason.DUPLICATE_REGISTRATION: "Doppelanmeldung",
+    RejectionReason.COMPANY_LIMIT_REACHED: "Unternehmenskontingent erschöpft",
+    RejectionReason.WAITLIST_FULL: "Warteliste voll",
+    RejectionReason.CONSENT_MISSING: "Einwilligung fehlt",
+}
+_SIZE_SHORT: Final[dict[SizeClass, str]] = {
+    SizeClass.MICRO: "Kleinstunternehmen",
+    SizeClass.SMALL: "kleine Unternehmen",
+    SizeClass.MEDIUM: "mittlere Unternehmen",
+    SizeClass.LARGE: "Großunternehmen",
+}
+
+
+@dataclass(frozen=True)
+class Indicator:
+    key: str
+    label: str
+    persons: bool = False  # counts persons: suppressed below MIN_GROUP_SIZE
+    offering_level: bool = False  # not defined when grouped by company size class
+
+
+def _indicators() -> tuple[Indicator, ...]:
+    items = [
+        Indicator("offerings", "Angebote", offering_level=True),
+        Indicator("sessions", "Termine", offering_level=True),
+        Indicator("seats", "Angebotene Plätze", offering_level=True),
+        Indicator("requested", "Anmeldeanfragen", persons=True),
+        Indicator("confirmed", "Bestätigte Anmeldungen", persons=True),
+        Indicator("waitlisted", "Auf die Warteliste gesetzt", persons=True),
+        Indicator("rejected", "Abgelehnte Anfragen", persons=True),
+        *(
+            Indicator(f"rejected_{r.value}", f"Abgelehnt: {_REJECTION_SHORT[r]}", persons=True)
+            for r in RejectionReason
+        ),
+        Indicator("cancelled", "Stornierte Anmeldungen", persons=True),
+        Indicator("utilisation", "Auslastung (bestätigt ÷ Plätze)", persons=True, offering_level=True),
+        Indicator("unmet_demand", "Ungedeckte Nachfrage (Warteliste und volle Warteliste)", persons=True),
+        Indicator("participants", "Teilnehmende (Personen)", persons=True),
+        Indicator("participations", "Teilnahmen", persons=True),
+        Indicator("participant_hours", "Teilnehmendenstunden", persons=True),
+        Indicator("completions", "Abschlüsse", persons=True),
+        Indicator("certificate_eligible", "Zertifikatsberechtigte", persons=True),
+        Indicator("companies", "Erreichte Unternehmen"),
+        Indicator("smes", "davon KMU"),
+        *(Indicator(f"companies_{s.value}", f"Unternehmen: {_SIZE_SHORT[s]}") for s in SizeClass),
+        Indicator("automotive_suppliers", "Automobilzulieferer"),
+        *(
+            Indicator(f"participants_gender_{g.value}", f"Teilnehmende {GENDER_LABELS[g]}", persons=True)
+            for g in Gender
+        ),
+        *(
+            Indicator(f"participants_age_{a.value}", f"Teilnehmende {AGE_BAND_LABELS[a]}", persons=True)
+            for a in AgeBand
+        ),
+        Indicator("notifications_sent", "Benachrichtigungen zugestellt", persons=True),
+        Indicator("notifications_failed", "Benachrichtigungen endgültig fehlgeschlagen", persons=True),
+        Indicator("notification_delivery_rate", "Zustellquote Benachrichtigungen", persons=True),
+    ]
+    return tuple(items)
+
+
+INDICATORS: Final[tuple[Indicator, ...]] = _indicators()
+INDICATOR_BY_KEY: Final[dict[str, Indicator]] = {i.key: i for i in INDICATORS}
+
+GROUPINGS: Final[dict[str, str]] = {
+    "node": "Knoten",
+    "county": "Landkreis",
+    "topic": "Thema",
+    "kind": "Format",
+    "size_class": "Unternehmensgröße",
+    "month": "Monat",
+    "quarter": "Quartal",
+    "year": "Jahr",
+}
+TIME_GROUPINGS: Final = frozenset({"month", "quarter", "year"})
+
+
+@dataclass(frozen=True)
+class Filters:
+    date_from: date | None = None
+    date_to: date | None = None
+    node: str | None = None
+    county: str | None = None
+    topic: str | None = None
+    kind: str | None = None
+
+
+def local_day(moment: datetime) -> date:
+    return moment.astimezone(BERLIN).date()
+
+
+def time_key(day: date, grouping: str) -> str:
+    if grouping == "month":
+        return f"{day.year:04d}-{day.month:02d}"
+    if grouping == "quarter":
+        return f"{day.year:04d}-Q{(day.month - 1) // 3 + 1}"
+    return f"{day.year:04d}"
+
+
+_MONTHS: Final = (
+    "Januar",
+    "Februar",
+    "März",
+    "April",
+    "Mai",
+    "Juni",
+    "Juli",
+    "August",
+    "September",
+    "Oktober",
+    "November",
+    "Dezember",
+)
+
+
+def time_label(key: str, grouping: str) -> str:
+    if grouping == "month":
+        year, month = key.split("-")
+        return f"{_MONTHS[int(month) - 1]} {year}"
+    if grouping == "quarter":
+        year, quarter = key.split("-Q")
+        return f"{quarter}. Quartal {year}"
+    return key
+
+
+def group_label(grouping: str, key: str, node_names: Mapping[str, str]) -> str:
+    if key == UNKNOWN:
+        return UNKNOWN_LABEL
+    if grouping in TIME_GROUPINGS:
+        return time_label(key, grouping)
+    if grouping == "node":
+        return node_names.get(key, key)
+    if grouping == "topic":
+        return TOPIC_LABELS.get(Topic(key), key) if key in Topic._value2member_map_ else key
+    if grouping == "kind":
+        return KIND_LABELS.get(OfferingKind(key), key) if key in OfferingKind._value2member_map_ else key
+    if grouping == "size_class":
+        return SIZE_CLASS_LABELS[SizeClass(key)] if key in SizeClass._value2member_map_ else key
+    return key
+
+
+def _offering_dims(offering: OfferingFact | None) -> dict[str, str]:
+    if offering is None:
+        return {"node": UNKNOWN, "county": UNKNOWN, "topic": UNKNOWN, "kind": UNKNOWN}
+    return {
+        "node": offering.node_id,
+        "county": offering.county,
+        "topic": offering.topic,
+        "kind": offering.kind,
+    }
+
+
+def _passes(filters: Filters, dims: Mapping[str, str], day: date) -> bool:
+    if filters.date_from and day < filters.date_from:
+        return False
+    if filters.date_to and day > filters.date_to:
+        return False
+    return all(
+        wanted is None or dims.get(name) == wanted
+        for name, wanted in (
+            ("node", filters.node),
+            ("county", filters.county),
+            ("topic", filters.topic),
+            ("kind", filters.kind),
+        )
+    )
+
+
+@dataclass
+class _Bucket:
+    offerings: list[OfferingFact] = field(default_factory=list)
+    sessions: list[tuple[datetime, int]] = field(default_factory=list)
+    registrations: list[RegistrationFact] = field(default_factory=list)
+    requests: list[RequestFact] = field(default_factory=list)
+    notifications: list[NotificationFact] = field(default_factory=list)
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def _values(  # noqa: PLR0915 (one statement per indicator)
+    bucket: _Bucket, offering_level: bool
+) -> tuple[dict[str, Number | None], dict[str, int]]:
+    """Raw indicator values of one group, and for person-based ones the number of persons behind them."""
+    values: dict[str, Number | None] = {}
+    persons: dict[str, int] = {}
+
+    def put(key: str, value: Number | None, behind: int | None = None) -> None:
+        values[key] = value
+        if INDICATOR_BY_KEY[key].persons:
+            persons[key] = int(value or 0) if behind is None else behind
+
+    held = [o for o in bucket.offerings if o.held]
+    regs = bucket.registrations
+    participations = [r for r in regs if r.participates]
+    if offering_level:
+        put("offerings", len(held))
+        put("sessions", len(bucket.sessions))
+        put("seats", sum(o.capacity for o in held))
+    else:
+        put("offerings", None)
+        put("sessions", None)
+        put("seats", None)
+    put("requested", len(bucket.requests))
+    put("confirmed", sum(1 for r in regs if r.confirmed))
+    put("waitlisted", sum(1 for r in regs if r.waitlisted))
+    rejected = [q for q in bucket.requests if q.outcome == "rejected"]
+    put("rejected", len(rejected))
+    for reason in RejectionReason:
+        put(f"rejected_{reason.value}", sum(1 for q in rejected if q.reason == reason.value))
+    put("cancelled", sum(1 for r in regs if r.cancelled))
+    if offering_level:
+        held_ids = {o.offering_id for o in held}
+        seated = sum(1 for r in participations if r.offering_id in held_ids)
+        put("utilisation", _ratio(seated, sum(o.capacity for o in held)), seated)
+    else:
+        put("utilisation", None, 0)
+    never_seated = sum(1 for r in regs if r.waitlisted and not r.confirmed)
+    put("unmet_demand", never_seated + sum(1 for q in rejected if q.reason == RejectionReason.WAITLIST_FULL))
+    put("participants", len({r.person_ref or r.registration_id for r in participations}))
+    put("participations", len(participations))
+    attending = [r for r in participations if r.attended_units > 0]
+    hours = sum(r.attended_units for r in attending) * 45 / 60
+    put("participant_hours", round(hours, 2), len({r.person_ref or r.registration_id for r in attending}))
+    put("completions", sum(1 for r in participations if r.completed))
+    put("certificate_eligible", sum(1 for r in participations if r.certificate_eligible))
+    companies: dict[str, tuple[str | None, bool]] = {}
+    for r in sorted(participations, key=lambda r: r.registration_id):
+        if r.company_ref is None:
+            continue
+        size, automotive = companies.get(r.company_ref, (None, False))
+        companies[r.company_ref] = (size or r.size_class, automotive or bool(r.automotive_supplier))
+    put("companies", len(companies))
+    sizes = [size for size, _ in companies.values()]
+    put("smes", sum(1 for s in sizes if s in ("micro", "small", "medium")))
+    for size_class in SizeClass:
+        put(f"companies_{size_class.value}", sum(1 for s in sizes if s == size_class.value))
+    put("automotive_suppliers", sum(1 for _, automotive in companies.values() if automotive))
+    people: dict[str, RegistrationFact] = {}
+    for r in sorted(participations, key=lambda r: r.registration_id):
+        people.setdefault(r.person_ref or r.registration_id, r)
+    for gender in Gender:
+        put(
+            f"participants_gender_{gender.value}",
+            sum(1 for r in people.values() if (r.gender or "unspecified") == gender.value),
+        )
+    for band in AgeBand:
+        put(
+            f"participants_age_{band.value}",
+            sum(1 for r in people.values() if (r.age_band or "unspecified") == band.value),
+        )
+    sent = sum(1 for n in bucket.notifications if n.sent)
+    failed = sum(1 for n in bucket.notifications if n.failed_permanent and not n.sent)
+    put("notifications_sent", sent)
+    put("notifications_failed", failed)
+    put("notification_delivery_rate", _ratio(sent, sent + failed), sent + failed)
+    return values, persons
+
+
+def suppress(value: Number | None, persons: int | None) -> Value:
+    """Cells about 1–4 persons are shown as "<5"; 0 and larger groups are shown as they are."""
+    if persons is not None and 0 < persons < MIN_GROUP_SIZE:
+        return SUPPRESSED
+    return value
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str | None
+    label: str
+    values: dict[str, Value]
+
+
+@dataclass(frozen=True)
+class Table:
+    grouping: str | None
+    total: Row
+    groups: list[Row]
+
+
+def _bucketize(
+    facts: Facts, filters: Filters, key_of: Callable[[dict[str, str], date, str | None], str]
+) -> dict[str, _Bucket]:
+    buckets: dict[str, _Bucket] = defaultdict(_Bucket)
+    for offering in facts.offerings.values():
+        dims = _offering_dims(offering)
+        if offering.starts_at is not None:
+            day = local_day(offering.starts_at)
+            if _passes(filters, dims, day):
+                buckets[key_of(dims, day, None)].offerings.append(offering)
+        for starts_at, units in offering.sessions if offering.held else ():
+            day = local_day(starts_at)
+            if _passes(filters, dims, day):
+                buckets[key_of(dims, day, None)].sessions.append((starts_at, units))
+
+    def anchor(offering_id: str | None, fallback: datetime) -> tuple[dict[str, str], date]:
+        offering = facts.offerings.get(offering_id) if offering_id else None
+        dims = _offering_dims(offering)
+        moment = offering.starts_at if offering and offering.starts_at else fallback
+        return dims, local_day(moment)
+
+    for reg in facts.registrations:
+        dims, day = anchor(reg.offering_id, reg.first_seen_at)
+        if _passes(filters, dims, day):
+            buckets[key_of(dims, day, reg.size_class)].registrations.append(reg)
+    for request in facts.requests:
+        dims, day = anchor(request.offering_id, request.at)
+        if _passes(filters, dims, day):
+            buckets[key_of(dims, day, request.size_class)].requests.append(request)
+    for notification in facts.notifications:
+        dims, day = anchor(notification.offering_id, notification.at)
+        if _passes(filters, dims, day):
+            buckets[key_of(dims, day, None)].notifications.append(notification)
+    return buckets
+
+
+def _finish(values: dict[str, Number | None], persons: dict[str, int], apply_suppression: bool) -> Any:
+    if not apply_suppression:
+        return dict(values)
+    return {key: suppress(value, persons.get(key)) for key, value in values.items()}
+
+
+def compute(
+    facts: Facts,
+    filters: Filters,
+    grouping: str | None,
+    *,
+    node_names: Mapping[str, str] | None = None,
+    apply_suppression: bool = True,
+) -> Table:
+    """Figures for the filtered period, in total and (if `grouping`) per group, sorted by group key."""
+    if grouping is not None and grouping not in GROUPINGS:
+        raise ValueError(f"unknown grouping {grouping!r}")
+    total_bucket = _bucketize(facts, filters, lambda _d, _day, _s: "").get("", _Bucket())
+    values, persons = _values(total_bucket, True)
+    total = Row(None, "Gesamt", _finish(values, persons, apply_suppression))
+    groups: list[Row] = []
+    if grouping is not None:
+
+        def key_of(dims: dict[str, str], day: date, size_class: str | None) -> str:
+            if grouping in TIME_GROUPINGS:
+                return time_key(day, grouping)
+            if grouping == "size_class":
+                return size_class or UNKNOWN
+            return dims[grouping]
+
+        buckets = _bucketize(facts, filters, key_of)
+        for key in sorted(buckets, key=lambda k: (k == UNKNOWN, k)):
+            bucket = buckets[key]
+            if grouping == "size_class" and key == UNKNOWN and not (bucket.registrations or bucket.requests):
+                continue  # offerings, sessions and notifications have no company size
+            values, persons = _values(bucket, grouping != "size_class")
+            label = group_label(grouping, key, node_names or {})
+            groups.append(Row(key, label, _finish(values, persons, apply_suppression)))
+    return Table(grouping, total, groups)
+
+
+def companies_by_county(facts: Facts, filters: Filters) -> dict[str, int]:
+    """Unique companies reached (with a participation), by the company's own county."""
+    bucket = _bucketize(facts, filters, lambda _d, _day, _s: "").get("", _Bucket())
+    seen: dict[str, set[str]] = defaultdict(set)
+    for reg in bucket.registrations:
+        if reg.participates and reg.company_ref:
+            seen[reg.company_county or UNKNOWN_LABEL].add(reg.company_ref)
+    return {county: len(refs) for county, refs in sorted(seen.items())}
+
+
+def kpi_figures(tables: Iterable[Table], company_counties: Mapping[str, int]) -> list[KpiFigure]:
+    """Figures for `reporting.kpi.updated`: suppressed values carry `suppressed: true` and no value."""
+    figures: list[KpiFigure] = []
+    for table in tables:
+        rows = [table.total] if table.grouping is None else table.groups
+        for row in rows:
+            for key, value in row.values.items():
+                if value is None:
+                    continue
+                figures.append(
+                    KpiFigure(
+                        indicator=key,
+                        dimension=table.grouping,
+                        group=row.key,
+                        value=None if value == SUPPRESSED else value,
+                        suppressed=value == SUPPRESSED,
+                    )
+                )
+    for county, count in company_counties.items():
+        figures.append(
+            KpiFigure(indicator="companies", dimension="company_county", group=county, value=count)
+        )
+    return figures
+
+
+def format_value(value: Value, *, decimal_comma: bool = False) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.4f}".rstrip("0").rstrip(".")
+        return text.replace(".", ",") if decimal_comma else text
+    return str(value)

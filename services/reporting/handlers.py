@@ -1,0 +1,82 @@
+"""Reporting's reactions: every consumed event is scrubbed, logged and projected in one transaction;
+the KPI job publishes changed aggregates through the outbox, debounced."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from qti_contracts import RawEvent, RoutingKey, make_event
+from qti_runtime.consumer import Delivery
+from qti_runtime.db import Database
+from qti_runtime.logging import get_logger
+from qti_runtime.unit_of_work import unit_of_work
+from services.reporting import store
+from services.reporting.domain import scrub
+from services.reporting.report import kpi_updated
+
+log = get_logger(__name__)
+
+CONSUMER = "reporting.events"
+SOURCE = "/reporting"
+
+
+class ReportingHandlers:
+    def __init__(self, pseudonym_key: bytes, db: Database | None = None) -> None:
+        self._db = db
+        self.key = pseudonym_key
+
+    def bind(self, db: Database) -> None:
+        self._db = db
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise RuntimeError("handlers are not bound to a database")
+        return self._db
+
+    def scrubbed(self, event: RawEvent) -> store.ScrubbedEvent:
+        return store.ScrubbedEvent(
+            event_id=event.id,
+            type=event.type,
+            occurred_at=event.time or datetime.now(UTC),
+            data=scrub(self.key, event.type, event.data),
+        )
+
+    async def handle(self, event: RawEvent, delivery: Delivery) -> None:
+        """Inbox claim, scrubbed raw-log entry and projection updates: all or nothing, once per event id."""
+        clean = self.scrubbed(event)
+        async with unit_of_work(self.db) as uow:
+            if not await uow.claim(CONSUMER, event.id):
+                return
+            if not await store.append_log(uow.conn, clean):
+                return
+            await store.apply(uow.conn, [clean])
+
+
+async def publish_kpis_if_due(db: Database, debounce_seconds: float) -> bool:
+    """Emit `reporting.kpi.updated` if figures changed and the last one is `debounce_seconds` old."""
+    async with unit_of_work(db) as uow:
+        newest = await store.kpi_pending(uow.conn, debounce_seconds)
+        if newest is None:
+            return False
+        facts = await store.load_facts(uow.conn)
+        names = await store.node_names(uow.conn)
+        payload = kpi_updated(facts, names, datetime.now(UTC))
+        uow.emit(make_event(RoutingKey.KPI_UPDATED, payload, source=SOURCE, subject="kpi-project"))
+        await store.mark_kpi_emitted(uow.conn, newest)
+    log.info("kpi.published", figures=len(payload.figures), log_position=newest)
+    return True
+
+
+def kpi_job(db: Database, debounce_seconds: float) -> Callable[[], Awaitable[None]]:
+    """The background loop for `runtime.add_job`: at most one KPI event per `debounce_seconds`."""
+
+    async def run() -> None:
+        poll = max(0.1, min(1.0, debounce_seconds / 4))
+        while True:
+            await publish_kpis_if_due(db, debounce_seconds)
+            await asyncio.sleep(poll)
+
+    return run

@@ -1,0 +1,428 @@
+"""SQL of the reporting schema: the raw log, the projections (applied in batches) and the fact queries."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import asyncpg
+
+from services.reporting.domain import (
+    UNKNOWN,
+    Facts,
+    NotificationFact,
+    OfferingFact,
+    RegistrationFact,
+    RequestFact,
+)
+
+PROJECTION_TABLES: Final = (
+    "nodes",
+    "offerings",
+    "offering_sessions",
+    "offering_cancellations",
+    "requests",
+    "registrations",
+    "attendance",
+    "notifications",
+)
+
+
+@dataclass(frozen=True)
+class ScrubbedEvent:
+    event_id: str
+    type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+async def append_log(conn: asyncpg.Connection, event: ScrubbedEvent) -> bool:
+    """Append to the raw log; False if the event id is already there."""
+    inserted = await conn.fetchval(
+        "INSERT INTO event_log (event_id, type, occurred_at, data) VALUES ($1, $2, $3, $4::jsonb)"
+        " ON CONFLICT (event_id) DO NOTHING RETURNING true",
+        event.event_id,
+        event.type,
+        event.occurred_at,
+        json.dumps(event.data),
+    )
+    return bool(inserted)
+
+
+async def log_batches(conn: asyncpg.Connection, batch_size: int = 2000) -> Any:
+    """Yield the raw log in order of arrival, in batches (server-side cursor; call in a transaction)."""
+    batch: list[ScrubbedEvent] = []
+    async for row in conn.cursor("SELECT event_id, type, occurred_at, data FROM event_log ORDER BY seq"):
+        batch.append(ScrubbedEvent(row["event_id"], row["type"], row["occurred_at"], json.loads(row["data"])))
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# --------------------------------------------------------------------------------------------------
+# Projections: commutative upserts (flags OR-ed, GREATEST/LEAST for values, revision / time guards)
+# --------------------------------------------------------------------------------------------------
+
+_UPSERT_REGISTRATION: Final = """
+INSERT INTO registrations AS r (registration_id, offering_id, request_id, first_seen_at, person_ref,
+    company_ref, company_county, size_class, automotive_supplier, gender, age_band,
+    confirmed, waitlisted, cancelled, completed_units, completed, certificate_eligible)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+ON CONFLICT (registration_id) DO UPDATE SET
+    offering_id = GREATEST(r.offering_id, EXCLUDED.offering_id),
+    request_id = GREATEST(r.request_id, EXCLUDED.request_id),
+    first_seen_at = LEAST(r.first_seen_at, EXCLUDED.first_seen_at),
+    person_ref = GREATEST(r.person_ref, EXCLUDED.person_ref),
+    company_ref = GREATEST(r.company_ref, EXCLUDED.company_ref),
+    company_county = GREATEST(r.company_county, EXCLUDED.company_county),
+    size_class = GREATEST(r.size_class, EXCLUDED.size_class),
+    automotive_supplier = GREATEST(r.automotive_supplier, EXCLUDED.automotive_supplier),
+    gender = GREATEST(r.gender, EXCLUDED.gender),
+    age_band = GREATEST(r.age_band, EXCLUDED.age_band),
+    confirmed = r.confirmed OR EXCLUDED.confirmed,
+    waitlisted = r.waitlisted OR EXCLUDED.waitlisted,
+    cancelled = r.cancelled OR EXCLUDED.cancelled,
+    completed_units = GREATEST(r.completed_units, EXCLUDED.completed_units),
+    completed = r.completed OR EXCLUDED.completed,
+    certificate_eligible = r.certificate_eligible OR EXCLUDED.certificate_eligible
+"""
+
+_UPSERT_REQUEST: Final = """
+INSERT INTO requests AS q (request_id, offering_id, requested_at, outcome, reason, size_class)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (request_id) DO UPDATE SET
+    offering_id = GREATEST(q.offering_id, EXCLUDED.offering_id),
+    requested_at = LEAST(q.requested_at, EXCLUDED.requested_at),
+    outcome = GREATEST(q.outcome, EXCLUDED.outcome),
+    reason = GREATEST(q.reason, EXCLUDED.reason),
+    size_class = GREATEST(q.size_class, EXCLUDED.size_class)
+"""
+
+_UPSERT_NOTIFICATION: Final = """
+INSERT INTO notifications AS n (notification_id, offering_id, first_seen_at, sent, failed_permanent)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (notification_id) DO UPDATE SET
+    offering_id = GREATEST(n.offering_id, EXCLUDED.offering_id),
+    first_seen_at = LEAST(n.first_seen_at, EXCLUDED.first_seen_at),
+    sent = n.sent OR EXCLUDED.sent,
+    failed_permanent = n.failed_permanent OR EXCLUDED.failed_permanent
+"""
+
+_UPSERT_ATTENDANCE: Final = """
+INSERT INTO attendance AS a (registration_id, session_id, offering_id, attended, recorded_at, event_id)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (registration_id, session_id) DO UPDATE SET
+    attended = EXCLUDED.attended, recorded_at = EXCLUDED.recorded_at, event_id = EXCLUDED.event_id
+WHERE (a.recorded_at, a.event_id) < (EXCLUDED.recorded_at, EXCLUDED.event_id)
+"""
+
+_UPSERT_NODE: Final = """
+INSERT INTO nodes AS n (node_id, name, town, county, published_at, event_id)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (node_id) DO UPDATE SET
+    name = EXCLUDED.name, town = EXCLUDED.town, county = EXCLUDED.county,
+    published_at = EXCLUDED.published_at, event_id = EXCLUDED.event_id
+WHERE (n.published_at, n.event_id) < (EXCLUDED.published_at, EXCLUDED.event_id)
+"""
+
+_UPSERT_OFFERING: Final = """
+INSERT INTO offerings AS o (offering_id, revision, node_id, kind, topic, capacity, status, starts_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (offering_id) DO UPDATE SET
+    revision = EXCLUDED.revision, node_id = EXCLUDED.node_id, kind = EXCLUDED.kind,
+    topic = EXCLUDED.topic, capacity = EXCLUDED.capacity, status = EXCLUDED.status,
+    starts_at = EXCLUDED.starts_at
+WHERE o.revision < EXCLUDED.revision
+RETURNING offering_id
+"""
+
+_REGISTRATION_FIELDS: Final = 17
+_REGISTRATION_TYPES: Final = frozenset(
+    {"registration.confirmed", "registration.waitlisted", "registration.cancelled", "registration.completed"}
+)
+
+
+def _registration_row(event: ScrubbedEvent) -> tuple[Any, ...] | None:
+    d = event.data
+    if event.type not in _REGISTRATION_TYPES:
+        return None
+    row: list[Any] = [None] * _REGISTRATION_FIELDS
+    row[0], row[1], row[3] = d["registration_id"], d.get("offering_id"), event.occurred_at
+    row[11:17] = [False, False, False, None, False, False]
+    if event.type in ("registration.confirmed", "registration.waitlisted"):
+        person, company = d["person"], d["company"]
+        row[2] = d["request_id"]
+        row[4], row[9], row[10] = person["person_ref"], person["gender"], person["age_band"]
+        row[5], row[6] = company["company_ref"], company["county"]
+        row[7], row[8] = company["size_class"], company["automotive_supplier"]
+        row[11] = event.type == "registration.confirmed"
+        row[12] = event.type == "registration.waitlisted"
+    elif event.type == "registration.cancelled":
+        row[13] = True
+    elif event.type == "registration.completed":
+        row[14], row[15], row[16] = d["attended_units"], d["completed"], d["certificate_eligible"]
+    else:
+        return None
+    return tuple(row)
+
+
+def _request_row(event: ScrubbedEvent) -> tuple[Any, ...] | None:
+    d = event.data
+    if event.type == "registration.requested":
+        return (event.event_id, d["offering_id"], event.occurred_at, None, None, d["company"]["size_class"])
+    if event.type == "registration.rejected":
+        return (d["request_id"], d.get("offering_id"), event.occurred_at, "rejected", d["reason"], None)
+    if event.type in ("registration.confirmed", "registration.waitlisted") and not d["from_waitlist"]:
+        outcome = "confirmed" if event.type == "registration.confirmed" else "waitlisted"
+        size_class = d["company"]["size_class"]
+        return (d["request_id"], d["offering_id"], event.occurred_at, outcome, None, size_class)
+    return None
+
+
+async def apply(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> None:  # noqa: PLR0912
+    """Update the projections for `events` (any order, duplicates allowed: the result is the same)."""
+    registrations: list[tuple[Any, ...]] = []
+    requests: list[tuple[Any, ...]] = []
+    notifications: list[tuple[Any, ...]] = []
+    attendance: list[tuple[Any, ...]] = []
+    nodes: list[tuple[Any, ...]] = []
+    cancellations: list[tuple[Any, ...]] = []
+    offerings: dict[str, ScrubbedEvent] = {}
+    for event in events:
+        d = event.data
+        if d.get("invalid"):
+            continue
+        kind = event.type
+        if kind.startswith("registration."):
+            if (reg := _registration_row(event)) is not None:
+                registrations.append(reg)
+            if (req := _request_row(event)) is not None:
+                requests.append(req)
+            if kind == "registration.attendance_recorded":
+                attendance.append(
+                    (
+                        d["registration_id"],
+                        d["session_id"],
+                        d["offering_id"],
+                        d["attended"],
+                        event.occurred_at,
+                        event.event_id,
+                    )
+                )
+        elif kind in ("notification.sent", "notification.failed"):
+            notifications.append(
+                (
+                    d["notification_id"],
+                    d.get("offering_id"),
+                    event.occurred_at,
+                    not d["failed"],
+                    bool(d["failed"] and d["permanent"]),
+                )
+            )
+        elif kind in ("catalogue.offering.published", "catalogue.offering.updated"):
+            known = offerings.get(d["offering_id"])
+            if known is None or known.data["revision"] < d["revision"]:
+                offerings[d["offering_id"]] = event
+        elif kind == "catalogue.offering.cancelled":
+            cancellations.append((d["offering_id"],))
+        elif kind == "catalogue.node.published":
+            nodes.append((d["node_id"], d["name"], d["town"], d["county"], event.occurred_at, event.event_id))
+    for sql, rows in (
+        (_UPSERT_REGISTRATION, registrations),
+        (_UPSERT_REQUEST, requests),
+        (_UPSERT_NOTIFICATION, notifications),
+        (_UPSERT_ATTENDANCE, attendance),
+        (_UPSERT_NODE, nodes),
+        (
+            "INSERT INTO offering_cancellations (offering_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            cancellations,
+        ),
+    ):
+        if len(rows) == 1:
+            await conn.execute(sql, *rows[0])
+        elif rows:
+            await conn.executemany(sql, rows)
+    for event in offerings.values():
+        await _apply_offering(conn, event)
+
+
+async def _apply_offering(conn: asyncpg.Connection, event: ScrubbedEvent) -> None:
+    d = event.data
+    sessions = d["sessions"]
+    starts = [datetime.fromisoformat(s["starts_at"]) for s in sessions]
+    changed = await conn.fetchval(
+        _UPSERT_OFFERING,
+        d["offering_id"],
+        d["revision"],
+        d["node_id"],
+        d["kind"],
+        d["topic"],
+        d["capacity"],
+        d["status"],
+        min(starts) if starts else None,
+    )
+    if changed is None:
+        return
+    await conn.execute("DELETE FROM offering_sessions WHERE offering_id = $1", d["offering_id"])
+    await conn.executemany(
+        "INSERT INTO offering_sessions (offering_id, session_id, starts_at, teaching_units)"
+        " VALUES ($1, $2, $3, $4)",
+        [
+            (d["offering_id"], s["session_id"], start, s["teaching_units"])
+            for s, start in zip(sessions, starts, strict=True)
+        ],
+    )
+
+
+async def truncate_projections(conn: asyncpg.Connection) -> None:
+    await conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Facts for the indicators
+# --------------------------------------------------------------------------------------------------
+
+
+async def load_facts(conn: asyncpg.Connection) -> Facts:
+    sessions: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+    for row in await conn.fetch(
+        "SELECT offering_id, starts_at, teaching_units FROM offering_sessions ORDER BY offering_id, starts_at"
+    ):
+        sessions[row["offering_id"]].append((row["starts_at"], row["teaching_units"]))
+    offerings: dict[str, OfferingFact] = {}
+    for row in await conn.fetch(
+        """SELECT o.*, n.name AS node_name, n.county, c.offering_id IS NOT NULL AS cancelled
+           FROM offerings o
+           LEFT JOIN nodes n USING (node_id)
+           LEFT JOIN offering_cancellations c USING (offering_id)"""
+    ):
+        offerings[row["offering_id"]] = OfferingFact(
+            offering_id=row["offering_id"],
+            node_id=row["node_id"],
+            node_name=row["node_name"] or row["node_id"],
+            county=row["county"] or UNKNOWN,
+            topic=row["topic"],
+            kind=row["kind"],
+            capacity=row["capacity"],
+            starts_at=row["starts_at"],
+            held=row["status"] in ("published", "completed") and not row["cancelled"],
+            sessions=tuple(sessions.get(row["offering_id"], ())),
+        )
+    registrations = [
+        RegistrationFact(
+            registration_id=row["registration_id"],
+            offering_id=row["offering_id"],
+            first_seen_at=row["first_seen_at"],
+            person_ref=row["person_ref"],
+            company_ref=row["company_ref"],
+            company_county=row["company_county"],
+            size_class=row["size_class"],
+            automotive_supplier=row["automotive_supplier"],
+            gender=row["gender"],
+            age_band=row["age_band"],
+            confirmed=row["confirmed"],
+            waitlisted=row["waitlisted"],
+            cancelled=row["cancelled"],
+            attended_units=int(row["attended_units"] or 0),
+            completed=row["completed"],
+            certificate_eligible=row["certificate_eligible"],
+        )
+        for row in await conn.fetch(
+            """SELECT r.*, COALESCE(r.completed_units, att.units, 0) AS attended_units
+               FROM registrations r
+               LEFT JOIN (
+                   SELECT a.registration_id, sum(s.teaching_units) AS units
+                   FROM attendance a
+                   JOIN offering_sessions s ON s.offering_id = a.offering_id AND s.session_id = a.session_id
+                   WHERE a.attended
+                   GROUP BY a.registration_id
+               ) att USING (registration_id)
+               ORDER BY r.registration_id"""
+        )
+    ]
+    requests = [
+        RequestFact(
+            row["request_id"],
+            row["offering_id"],
+            row["requested_at"],
+            row["outcome"],
+            row["reason"],
+            row["size_class"],
+        )
+        for row in await conn.fetch("SELECT * FROM requests ORDER BY request_id")
+    ]
+    notifications = [
+        NotificationFact(
+            row["notification_id"],
+            row["offering_id"],
+            row["first_seen_at"],
+            row["sent"],
+            row["failed_permanent"],
+        )
+        for row in await conn.fetch("SELECT * FROM notifications ORDER BY notification_id")
+    ]
+    return Facts(offerings, registrations, requests, notifications)
+
+
+async def node_names(conn: asyncpg.Connection) -> dict[str, str]:
+    return {row["node_id"]: row["name"] for row in await conn.fetch("SELECT node_id, name FROM nodes")}
+
+
+# --------------------------------------------------------------------------------------------------
+# KPI debounce state and snapshots
+# --------------------------------------------------------------------------------------------------
+
+
+async def kpi_pending(conn: asyncpg.Connection, debounce_seconds: float) -> int | None:
+    """The newest log position if figures changed since the last KPI event and that event is at least
+    `debounce_seconds` old, else None. Locks the state row: replicas take turns."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT max(seq) FROM event_log) AS newest, emitted_seq,"
+        " emitted_at IS NULL OR emitted_at <= clock_timestamp() - make_interval(secs => $1) AS due"
+        " FROM kpi_state WHERE id = 1 FOR UPDATE",
+        debounce_seconds,
+    )
+    if row is None or row["newest"] is None or row["newest"] == row["emitted_seq"] or not row["due"]:
+        return None
+    return int(row["newest"])
+
+
+async def mark_kpi_emitted(conn: asyncpg.Connection, seq: int) -> None:
+    await conn.execute(
+        "UPDATE kpi_state SET emitted_seq = $1, emitted_at = clock_timestamp() WHERE id = 1", seq
+    )
+
+
+async def reset_kpi_state(conn: asyncpg.Connection) -> None:
+    await conn.execute("UPDATE kpi_state SET emitted_seq = 0 WHERE id = 1")
+
+
+async def save_snapshot(
+    conn: asyncpg.Connection, snapshot_id: str, period: str, media_type: str, sha256: str, body: bytes
+) -> datetime:
+    created: datetime = await conn.fetchval(
+        "INSERT INTO snapshots (snapshot_id, period, media_type, sha256, body) VALUES ($1, $2, $3, $4, $5)"
+        " RETURNING created_at",
+        snapshot_id,
+        period,
+        media_type,
+        sha256,
+        body,
+    )
+    return created
+
+
+async def get_snapshot(conn: asyncpg.Connection, snapshot_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM snapshots WHERE snapshot_id = $1", snapshot_id)
+
+
+async def list_snapshots(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch("SELECT snapshot_id, period, created_at, sha256 FROM snapshots ORDER BY created_at")
+    )

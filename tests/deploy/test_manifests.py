@@ -1,0 +1,296 @@
+"""Deployment artefacts are valid and agree with the code: Kubernetes manifests against their schemas,
+compose.yaml against the compose specification, RabbitMQ definitions against qti_runtime.broker,
+the Postgres init script and the Dockerfile against the conventions. Nothing here is skipped."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from qti_contracts.topology import SERVICES
+from qti_runtime.broker import (
+    DEAD_LETTERS,
+    EVENTS,
+    REPORTING,
+    UNROUTED_EXCHANGE,
+    UNROUTED_QUEUE,
+    QueueSpec,
+    dead_letter_rabbit_queue,
+)
+from qti_runtime.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+SCHEMAS = Path(__file__).parent / "schemas"
+KUBERNETES_VERSION = "1.30.0"
+PORTS = {"catalogue": 8001, "registration": 8002, "notification": 8003, "reporting": 8004}
+
+
+def _load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    documents = []
+    for path in sorted(K8S.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                documents.append((f"{path.name}:{document['kind']}/{document['metadata']['name']}", document))
+    return documents
+
+
+K8S_DOCUMENTS = _k8s_documents()
+
+
+def _of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for _, doc in K8S_DOCUMENTS if doc["kind"] == kind}
+
+
+# --------------------------------------------------------------------------------------------------
+# Kubernetes
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("where", "document"), K8S_DOCUMENTS, ids=[w for w, _ in K8S_DOCUMENTS])
+def test_kubernetes_manifest_matches_its_schema(where: str, document: dict[str, Any]) -> None:
+    if document["apiVersion"].startswith("keda.sh/"):
+        schema_path = SCHEMAS / f"keda-{document['kind'].lower()}.json"
+        assert schema_path.exists(), f"no schema for {where}"
+        schema = json.loads(schema_path.read_text())
+        validator_class = jsonschema.validators.validator_for(schema)
+        validator_class.check_schema(schema)
+        errors = sorted(validator_class(schema).iter_errors(document), key=lambda e: list(e.path))
+        assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+        return
+    # Strict: unknown fields are errors too (the API server would drop them silently).
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_service_has_deployment_service_and_disruption_budget() -> None:
+    deployments, services, budgets = _of_kind("Deployment"), _of_kind("Service"), _of_kind("PodDisruptionBudget")
+    assert set(deployments) == set(SERVICES)
+    assert set(services) == set(SERVICES)
+    assert set(budgets) == set(SERVICES)
+    secret_keys = set(_of_kind("Secret")["qti-secrets"]["stringData"])
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]
+        labels = pod["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert services[name]["spec"]["selector"].items() <= labels.items()
+        assert budgets[name]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        [container] = pod["spec"]["containers"]
+        assert container["command"] == ["python", "-m", f"services.{name}"]
+        assert container["ports"][0]["containerPort"] == PORTS[name]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        for variable in container["env"]:
+            ref = variable.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["name"] == "qti-secrets" and ref["key"] in secret_keys, variable
+        assert pod["spec"]["terminationGracePeriodSeconds"] > float(
+            _of_kind("ConfigMap")["qti-config"]["data"]["QTI_SHUTDOWN_GRACE_SECONDS"]
+        )
+
+
+def test_configmap_names_only_known_settings() -> None:
+    known = {f"QTI_{name.upper()}" for name in Settings.model_fields}
+    known |= {"QTI_SMTP_HOST", "QTI_SMTP_PORT"}  # notification's own settings
+    data = _of_kind("ConfigMap")["qti-config"]["data"]
+    assert set(data) <= known, set(data) - known
+
+
+def test_registration_scales_on_its_command_queue() -> None:
+    scaled = _of_kind("ScaledObject")["registration"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "registration"
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "rabbitmq"
+    assert trigger["metadata"]["queueName"] == "registration.requests"
+    auth = _of_kind("TriggerAuthentication")[trigger["authenticationRef"]["name"]]
+    secret_keys = set(_of_kind("Secret")["qti-secrets"]["stringData"])
+    assert {ref["key"] for ref in auth["spec"]["secretTargetRef"]} <= secret_keys
+    # KEDA owns registration's HPA; a second one would fight it.
+    assert "registration" not in _of_kind("HorizontalPodAutoscaler")
+
+
+# --------------------------------------------------------------------------------------------------
+# Compose
+# --------------------------------------------------------------------------------------------------
+
+
+def _interpolate(text: str) -> str:
+    """Compose's `${VAR:-default}` with an empty environment (what `docker compose config` does)."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", text)
+
+
+def _docker_compose_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30, check=False)
+    return probe.returncode == 0
+
+
+def test_compose_file_is_valid() -> None:
+    path = DEPLOY / "compose.yaml"
+    if _docker_compose_available():
+        result = subprocess.run(
+            ["docker", "compose", "-f", str(path), "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    # Always also against the compose specification's JSON schema (shipped by check-jsonschema).
+    schema_file = importlib.resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(schema_file.read_text())
+    document = yaml.safe_load(_interpolate(path.read_text()))
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = list(validator.iter_errors(document))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_compose_services_are_complete() -> None:
+    text = (DEPLOY / "compose.yaml").read_text()
+    document = yaml.safe_load(_interpolate(text))
+    services = document["services"]
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:3.13-management")
+    assert services["postgres"]["image"] == "postgres:15"
+    assert "mailpit" in services
+    for name in SERVICES:
+        service = services[name]
+        env = service["environment"]
+        assert env["SERVICE"] == name
+        assert env["QTI_AMQP_URL"].startswith(f"amqp://{name}:") and env["QTI_AMQP_URL"].endswith("/qti")
+        assert env["QTI_DATABASE_URL"].startswith(f"postgresql://{name}:")
+        assert "/readyz" in " ".join(service["healthcheck"]["test"])
+        assert str(PORTS[name]) in env.get("QTI_PORT_CHECK", "")
+        assert f"${{{name.upper()}_REPLICAS:-" in text
+        assert isinstance(service["deploy"]["replicas"], str | int)
+
+
+# --------------------------------------------------------------------------------------------------
+# RabbitMQ definitions
+# --------------------------------------------------------------------------------------------------
+
+
+def _definitions() -> dict[str, Any]:
+    return json.loads((DEPLOY / "rabbitmq" / "definitions.json").read_text())
+
+
+def test_definitions_file_is_generated_from_the_runtime() -> None:
+    generator = _load_script("rabbitmq_definitions")
+    assert (DEPLOY / "rabbitmq" / "definitions.json").read_text() == generator.render(), (
+        "deploy/rabbitmq/definitions.json is stale: run python scripts/rabbitmq_definitions.py"
+    )
+
+
+def test_definitions_exchanges_equal_the_runtime_declarations() -> None:
+    declared = {e["name"]: e for e in _definitions()["exchanges"]}
+    for exchange in (EVENTS, REPORTING, DEAD_LETTERS, UNROUTED_EXCHANGE):
+        entry = declared.pop(exchange.name)
+        assert entry["vhost"] == "qti"
+        assert entry["type"] == exchange.type.value
+        assert entry["durable"] is exchange.durable
+        assert entry["auto_delete"] is exchange.auto_delete
+        assert entry["arguments"] == dict(exchange.arguments or {})
+    assert not declared
+    assert _definitions()["exchanges"][0]["arguments"] == {"alternate-exchange": "qti.unrouted"}
+
+
+def test_definitions_queues_equal_the_runtime_declarations() -> None:
+    definitions = _definitions()
+    queues = {q["name"]: q for q in definitions["queues"]}
+    bindings = {(b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]}
+    generator = _load_script("rabbitmq_definitions")
+    # The services' own declarations (from their runtimes) where a service exists, else the table.
+    expected = {spec.name: spec for spec in generator.service_queues()}
+    assert {spec.service for spec in expected.values()} == set(SERVICES)
+    for rabbit_queue in [UNROUTED_QUEUE, *(dead_letter_rabbit_queue(s) for s in SERVICES)]:
+        entry = queues.pop(rabbit_queue.name)
+        assert entry["arguments"] == dict(rabbit_queue.arguments or {}), rabbit_queue.name
+        assert entry["durable"] is True
+    for name, spec in expected.items():
+        entry = queues.pop(name, None)
+        assert entry is not None, f"queue {name} missing from definitions.json"
+        assert entry["arguments"] == dict(spec.rabbit_queue().arguments or {}), name
+        assert entry["arguments"]["x-queue-type"] == "quorum"
+        assert entry["arguments"]["x-delivery-limit"] == 5
+        for key in spec.routing_keys:
+            assert (spec.exchange.name, name, key) in bindings, (name, key)
+        assert {(s, d, k) for s, d, k in bindings if d == name} == {
+            (spec.exchange.name, name, k) for k in spec.routing_keys
+        }, name
+    assert not queues, f"queues in definitions.json that no service declares: {sorted(queues)}"
+    assert ("qti.events", "qti.reporting", "reporting.#") in bindings
+    for service in SERVICES:
+        assert ("qti.dead-letter", f"{service}.dead-letter", f"{service}.dead-letter") in bindings
+
+
+def test_definitions_permissions_are_least_privilege() -> None:
+    permissions = {p["user"]: p for p in _definitions()["permissions"]}
+    for service in SERVICES:
+        granted = permissions[service]
+        assert granted["vhost"] == "qti"
+        others = [s for s in SERVICES if s != service]
+        for verb in ("configure", "write", "read"):
+            pattern = re.compile(granted[verb])
+            assert pattern.fullmatch(f"{service}.events") or pattern.fullmatch(f"{service}.requests")
+            assert not any(pattern.fullmatch(f"{other}.events") for other in others), (service, verb)
+            assert not any(pattern.fullmatch(f"{other}.dead-letter") for other in others), (service, verb)
+        assert re.fullmatch(granted["write"], "qti.events")
+    kpi = permissions["kpi-consumer"]
+    read = re.compile(kpi["read"])
+    assert read.fullmatch("qti.reporting") and read.fullmatch("kpi-consumer.dashboard")
+    for forbidden in ("qti.events", "qti.dead-letter", "registration.requests", "reporting.events"):
+        assert not read.fullmatch(forbidden), forbidden
+    for verb in ("configure", "write"):
+        assert not re.fullmatch(kpi[verb], "qti.reporting")
+        assert not re.fullmatch(kpi[verb], "qti.events")
+    users = {u["name"]: u for u in _definitions()["users"]}
+    assert all(users[s]["tags"] == [] for s in [*SERVICES, "kpi-consumer"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Postgres and the image
+# --------------------------------------------------------------------------------------------------
+
+
+def test_postgres_init_gives_each_service_its_own_schema() -> None:
+    sql = (DEPLOY / "postgres" / "init.sql").read_text()
+    for service in SERVICES:
+        assert re.search(rf"CREATE ROLE {service}\s+LOGIN", sql), service
+        assert re.search(rf"CREATE SCHEMA {service}\s+AUTHORIZATION {service};", sql), service
+    assert "REVOKE CREATE ON SCHEMA public FROM PUBLIC" in sql
+    assert "SUPERUSER" not in sql.upper().replace("NOSUPERUSER", "")
+
+
+def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
+    assert len(stages) >= 2 and all(image.startswith("python:3.11-slim") for image in stages)
+    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
+    assert users, "no USER instruction"
+    final_user = users[-1].split(":")[0]
+    assert final_user not in {"root", "0"}
+    assert text.rfind("USER") > text.rfind("FROM"), "USER must be set in the final stage"
+    assert "ARG SERVICE" in text and "services.${SERVICE}" in text

@@ -1,0 +1,3 @@
+from registration_kit import harness
+
+__all__ = ["harness"]

@@ -40,9 +40,13 @@ def offering_data(offering_id: str | None = None, **overrides: Any) -> dict[str,
         "title": "Pilotlehrgang Elektromobilität",
         "description": "Grundlagen der Elektromobilität für Beschäftigte in der Zulieferindustrie.",
         "sessions": [
-            {"session_id": f"s{i}", "starts_at": (start + timedelta(days=7 * i)).isoformat(),
-             "ends_at": (start + timedelta(days=7 * i, hours=6)).isoformat(),
-             "location": "Kreisvolkshochschule Sömmerda", "teaching_units": 8}
+            {
+                "session_id": f"s{i}",
+                "starts_at": (start + timedelta(days=7 * i)).isoformat(),
+                "ends_at": (start + timedelta(days=7 * i, hours=6)).isoformat(),
+                "location": "Kreisvolkshochschule Sömmerda",
+                "teaching_units": 8,
+            }
             for i in range(3)
         ],
         "capacity": 3,
@@ -60,10 +64,20 @@ def offering_data(offering_id: str | None = None, **overrides: Any) -> dict[str,
 def request_data(offering_id: str, n: int = 0, **overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "offering_id": offering_id,
-        "participant": {"given_name": "Anna", "family_name": f"Schmidt{n}", "email": f"anna.{n}@example.de",
-                        "gender": "female", "age_band": "30_54"},
-        "company": {"name": f"Muster Zulieferer {n} GmbH", "postal_code": "99610", "county": "Sömmerda",
-                    "size_class": "small", "automotive_supplier": True},
+        "participant": {
+            "given_name": "Anna",
+            "family_name": f"Schmidt{n}",
+            "email": f"anna.{n}@example.de",
+            "gender": "female",
+            "age_band": "30_54",
+        },
+        "company": {
+            "name": f"Muster Zulieferer {n} GmbH",
+            "postal_code": "99610",
+            "county": "Sömmerda",
+            "size_class": "small",
+            "automotive_supplier": True,
+        },
         "privacy_consent": True,
     }
     data.update(overrides)
@@ -71,7 +85,9 @@ def request_data(offering_id: str, n: int = 0, **overrides: Any) -> dict[str, An
 
 
 class Harness:
-    def __init__(self, settings: RegistrationSettings, runtime: ServiceRuntime, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: RegistrationSettings, runtime: ServiceRuntime, client: httpx.AsyncClient
+    ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.client = client
@@ -94,17 +110,34 @@ class Harness:
         if self._connection is not None:
             await self._connection.close()
 
-    async def publish(self, type_: str, data: Any, *, id_: str | None = None, reply_to: str | None = None,
-                      correlation_id: str | None = None) -> str:
+    async def publish(
+        self,
+        type_: str,
+        data: Any,
+        *,
+        id_: str | None = None,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+    ) -> str:
         event = make_event(type_, data, source="/tests", id_=id_)
-        await publish_event_bytes(self.broker, event.model_dump_json().encode(), routing_key=type_,
-                                  message_id=event.id, reply_to=reply_to, correlation_id=correlation_id)
+        await publish_event_bytes(
+            self.broker,
+            event.model_dump_json().encode(),
+            routing_key=type_,
+            message_id=event.id,
+            reply_to=reply_to,
+            correlation_id=correlation_id,
+        )
         return event.id
 
-    async def publish_offering(self, data: dict[str, Any], type_: str = "catalogue.offering.published") -> None:
+    async def publish_offering(
+        self, data: dict[str, Any], type_: str = "catalogue.offering.published"
+    ) -> None:
         await self.publish(type_, data)
 
-    async def events(self, expect: int, *, timeout: float = 15.0, settle: float = 0.3) -> list[dict[str, Any]]:
+    async def events(
+        self, expect: int, *, timeout: float = 15.0, settle: float = 0.3
+    ) -> list[dict[str, Any]]:
         """Collect `expect` events from the outcome queue, then make sure no more arrive for `settle` s."""
         assert self.outcomes is not None
         received: list[dict[str, Any]] = []
@@ -127,7 +160,10 @@ class Harness:
     async def wait_offering(self, offering_id: str) -> None:
         async def known() -> bool:
             async with self.runtime.db.pool.acquire() as conn:
-                return bool(await conn.fetchval("SELECT 1 FROM offerings WHERE offering_id = $1", offering_id))
+                return bool(
+                    await conn.fetchval("SELECT 1 FROM offerings WHERE offering_id = $1", offering_id)
+                )
+
         deadline = asyncio.get_running_loop().time() + 10
         while not await known():
             assert asyncio.get_running_loop().time() < deadline, "offering never arrived"

@@ -12,8 +12,10 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import urllib.request
 import uuid
 from base64 import b64encode
@@ -212,3 +214,64 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 15.0, interva
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
         await asyncio.sleep(interval)
+
+
+class ServiceProcess:
+    """A service replica as a real OS process (`python -m services.<name>`), for replica and fault tests."""
+
+    def __init__(self, service: str, env: dict[str, str], port: int) -> None:
+        self.service = service
+        self.port = port
+        self.env = {**os.environ, **env, f"QTI_{service.upper()}_PORT": str(port), "QTI_LOG_LEVEL": "WARNING"}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.env["PYTHONPATH"] = os.pathsep.join([root, os.path.join(root, "contracts")])
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.service}"],
+            env=self.env,
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        url = f"http://127.0.0.1:{self.port}/readyz"
+        while asyncio.get_running_loop().time() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise AssertionError(f"{self.service} exited with {self.process.returncode}: {err[-3000:]}")
+            try:
+                response = await asyncio.to_thread(urllib.request.urlopen, url, None, 2)
+                if response.status == 200:
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{self.service} on port {self.port} not ready within {timeout}s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 20.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

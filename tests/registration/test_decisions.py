@@ -29,11 +29,19 @@ async def test_confirm_then_waitlist_in_order_then_waitlist_full(harness: Harnes
     outcome = {e["data"]["request_id"]: e for e in events}
     assert set(outcome) == set(ids)
     # Requests in one burst are decided concurrently, so the order of decision, not of publishing, counts.
-    assert by_type(events) == {"registration.confirmed": 2, "registration.waitlisted": 2, "registration.rejected": 1}
-    waiting = sorted((e for e in events if e["type"] == "registration.waitlisted"),
-                     key=lambda e: e["data"]["occupancy"]["version"])
+    assert by_type(events) == {
+        "registration.confirmed": 2,
+        "registration.waitlisted": 2,
+        "registration.rejected": 1,
+    }
+    waiting = sorted(
+        (e for e in events if e["type"] == "registration.waitlisted"),
+        key=lambda e: e["data"]["occupancy"]["version"],
+    )
     assert [e["data"]["position"] for e in waiting] == [1, 2]
-    assert next(e for e in events if e["type"] == "registration.rejected")["data"]["reason"] == "waitlist_full"
+    assert (
+        next(e for e in events if e["type"] == "registration.rejected")["data"]["reason"] == "waitlist_full"
+    )
     assert waiting[-1]["data"]["occupancy"] == {"version": 4, "confirmed": 2, "waitlisted": 2, "capacity": 2}
     confirmed = outcome[ids[0]]
     assert confirmed["correlationid"] == ids[0] or confirmed["correlationid"]
@@ -80,8 +88,10 @@ async def test_every_rejection_reason_has_a_german_detail(harness: Harness) -> N
 async def test_cancelled_offering_is_not_open(harness: Harness) -> None:
     offering = offering_data()
     await harness.publish_offering(offering)
-    await harness.publish("catalogue.offering.cancelled", {"offering_id": offering["offering_id"],
-                                                           "reason": "Referent erkrankt"})
+    await harness.publish(
+        "catalogue.offering.cancelled",
+        {"offering_id": offering["offering_id"], "reason": "Referent erkrankt"},
+    )
     await asyncio.sleep(0.5)
     await harness.publish(REQ, request_data(offering["offering_id"]))
     [event] = await harness.events(1)
@@ -96,7 +106,10 @@ async def test_malformed_messages_are_dead_lettered_and_queue_keeps_flowing(
     await harness.publish_offering(offering)
     await harness.wait_offering(offering["offering_id"])
     exchange = await harness.channel.get_exchange("qti.events")
-    for body in (b"kein json", json.dumps({"specversion": "1.0", "source": "/x", "type": REQ, "data": {}}).encode()):
+    for body in (
+        b"kein json",
+        json.dumps({"specversion": "1.0", "source": "/x", "type": REQ, "data": {}}).encode(),
+    ):
         await exchange.publish(aio_pika.Message(body, content_type="application/cloudevents+json"), REQ)
     good = await harness.publish(REQ, request_data(offering["offering_id"]))
     dead = await get_messages(amqp_url, "registration.dead-letter", expect=2)
@@ -114,7 +127,9 @@ async def test_redelivered_request_changes_nothing_and_is_answered_again(harness
     reply_queue = await harness.channel.declare_queue("", exclusive=True)
     request = request_data(offering["offering_id"])
     for _ in range(3):
-        await harness.publish(REQ, request, id_="req-fixed-1", reply_to=reply_queue.name, correlation_id="corr-1")
+        await harness.publish(
+            REQ, request, id_="req-fixed-1", reply_to=reply_queue.name, correlation_id="corr-1"
+        )
     events = await harness.events(1)
     assert by_type(events) == {"registration.confirmed": 1}
     replies = []
@@ -142,10 +157,13 @@ async def test_cancellation_promotes_first_waitlisted_and_positions_close_up(har
         await harness.publish(REQ, request_data(oid, n))
     decided = await harness.events(3)
     holder = next(e["data"]["registration_id"] for e in decided if e["type"] == "registration.confirmed")
-    waiting = sorted((e["data"] for e in decided if e["type"] == "registration.waitlisted"),
-                     key=lambda d: d["position"])
+    waiting = sorted(
+        (e["data"] for e in decided if e["type"] == "registration.waitlisted"), key=lambda d: d["position"]
+    )
     first_waiting, second_waiting = waiting[0]["registration_id"], waiting[1]["registration_id"]
-    await harness.publish("registration.cancellation_requested", {"registration_id": holder, "reason": "krank"})
+    await harness.publish(
+        "registration.cancellation_requested", {"registration_id": holder, "reason": "krank"}
+    )
     changes = await harness.events(2)
     assert by_type(changes) == {"registration.cancelled": 1, "registration.confirmed": 1}
     promoted = next(e["data"] for e in changes if e["type"] == "registration.confirmed")
@@ -173,12 +191,16 @@ async def test_capacity_increase_promotes_and_decrease_cancels_nobody(harness: H
     promoted = await harness.events(2)
     assert [e["data"]["from_waitlist"] for e in promoted] == [True, True]
     await harness.publish_offering({**offering, "capacity": 1, "revision": 3}, "catalogue.offering.updated")
-    await harness.publish_offering({**offering, "capacity": 9, "revision": 2}, "catalogue.offering.updated")  # stale
+    await harness.publish_offering(
+        {**offering, "capacity": 9, "revision": 2}, "catalogue.offering.updated"
+    )  # stale
     await harness.publish(REQ, request_data(oid, 9))
     [late] = await harness.events(1)
     assert late["type"] == "registration.waitlisted"  # 4 confirmed stay, capacity 1 admits nobody new
     async with harness.runtime.db.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT capacity, confirmed, waitlisted FROM offerings WHERE offering_id=$1", oid)
+        row = await conn.fetchrow(
+            "SELECT capacity, confirmed, waitlisted FROM offerings WHERE offering_id=$1", oid
+        )
     assert dict(row) == {"capacity": 1, "confirmed": 4, "waitlisted": 2}
 
 
@@ -190,7 +212,9 @@ async def test_offering_cancelled_cancels_every_live_registration(harness: Harne
     for n in range(4):
         await harness.publish(REQ, request_data(oid, n))
     await harness.events(4)
-    await harness.publish("catalogue.offering.cancelled", {"offering_id": oid, "reason": "zu wenige Anmeldungen"})
+    await harness.publish(
+        "catalogue.offering.cancelled", {"offering_id": oid, "reason": "zu wenige Anmeldungen"}
+    )
     cancelled = await harness.events(4)
     assert by_type(cancelled) == {"registration.cancelled": 4}
     assert {e["data"]["cause"] for e in cancelled} == {"offering_cancelled"}
@@ -218,12 +242,16 @@ async def test_attendance_and_completion(harness: Harness) -> None:
     url = f"/offerings/{oid}/sessions/{{}}/attendance"
     # attended all three / attended two of three sessions (16 of 24 units = 67 %)
     for session, present in (("s0", [True, True]), ("s1", [True, False]), ("s2", [True, True])):
-        body = {"records": [{"registration_id": r, "attended": p} for r, p in zip(regs, present, strict=True)]}
+        body = {
+            "records": [{"registration_id": r, "attended": p} for r, p in zip(regs, present, strict=True)]
+        }
         response = await harness.client.put(url.format(session), json=body, headers=staff)
         assert response.status_code == 200, response.text
     events = await harness.events(8)
     assert by_type(events) == {"registration.attendance_recorded": 6, "registration.completed": 2}
-    completed = {e["data"]["registration_id"]: e["data"] for e in events if e["type"] == "registration.completed"}
+    completed = {
+        e["data"]["registration_id"]: e["data"] for e in events if e["type"] == "registration.completed"
+    }
     assert completed[regs[0]]["completed"] and completed[regs[0]]["certificate_eligible"]
     assert completed[regs[0]]["attended_units"] == 24
     assert not completed[regs[1]]["completed"] and completed[regs[1]]["attendance_ratio"] == 0.6667

@@ -6,6 +6,7 @@ everything here is explicit about those choices.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,6 +65,8 @@ def create_broker(settings: Settings, service: str, *, prefetch: int | None = No
         reconnect_interval=2.0,
         fail_fast=True,
         description=f"qti-net {service} service",
+        # FastStream logs every message; at hundreds per second that belongs at DEBUG, not INFO.
+        log_level=logging.DEBUG,
     )
 
 

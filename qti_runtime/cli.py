@@ -128,6 +128,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
     env.setdefault("QTI_SMTP_PORT", "1025")
     env.setdefault("QTI_STAFF_TOKEN", settings.staff_token.get_secret_value())
     env.setdefault("QTI_LOG_JSON", "0")  # readable logs in a terminal; containers keep JSON
+    # `qti run` loads the demo data itself once catalogue is ready (and reports the result).
+    env["QTI_DEMO_DATA"] = "0"
     return env
 
 
@@ -222,7 +224,11 @@ async def run_local(settings: Settings) -> int:
     specs, missing = _process_specs(settings, mail_sink=mail_sink)
     await _check_backends(settings)
     await asyncio.to_thread(Path("var").mkdir, exist_ok=True)
-    supervisor = Supervisor(base_env=_child_env(settings), grace_seconds=settings.shutdown_grace_seconds + 5)
+    supervisor = Supervisor(
+        base_env=_child_env(settings),
+        grace_seconds=settings.shutdown_grace_seconds + 5,
+        name_width=max([len("demo-data"), *(len(spec.name) for spec in specs)]),
+    )
     if missing:
         supervisor.say(f"not installed, not started: {', '.join(missing)}")
     started = [s for s in SERVICES if s not in missing and _replicas(s) > 0]

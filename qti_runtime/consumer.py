@@ -187,7 +187,8 @@ class Consumer:
             reason = f"failed {attempts} times, last error: {exc!r}"
             await self._dead_letter(message, delivery, reason, "delivery_limit", event.type)
             return
-        log.warning("message.failed", attempt=attempts, error=repr(exc), exc_info=not is_transient(exc))
+        # The traceback once per message is enough to find a bug; later attempts only count.
+        log.warning("message.failed", attempt=attempts, error=repr(exc), exc_info=attempts == 1)
         await message.nack(requeue=True)
         metrics.MESSAGES_HANDLED.labels(self._service, self._queue, event.type, "requeued").inc()
 

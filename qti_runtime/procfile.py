@@ -55,13 +55,14 @@ class Supervisor:
         grace_seconds: float = 20.0,
         output: TextIO | None = None,
         colour: bool | None = None,
+        name_width: int = 10,
     ) -> None:
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._grace = grace_seconds
         self._out = output or sys.stdout
         self._colour = self._out.isatty() if colour is None else colour
         self._running: dict[str, _Running] = {}
-        self._width = 10
+        self._width = name_width
         self._count = 0
 
     @property

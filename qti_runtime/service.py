@@ -16,7 +16,13 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from qti_runtime import metrics
-from qti_runtime.broker import QueueSpec, create_broker, declare_service_topology, publish_outbox_row
+from qti_runtime.broker import (
+    QueueSpec,
+    create_broker,
+    dead_letter_rabbit_queue,
+    declare_service_topology,
+    publish_outbox_row,
+)
 from qti_runtime.consumer import Consumer, Subscription
 from qti_runtime.db import Database
 from qti_runtime.http import install_problem_handlers, operations_router
@@ -149,6 +155,10 @@ class ServiceRuntime:
                     backlog, age = await self.relay.backlog()
                     metrics.OUTBOX_BACKLOG.labels(self.name).set(backlog)
                     metrics.OUTBOX_OLDEST_AGE.labels(self.name).set(age)
+            with contextlib.suppress(Exception):
+                dlq = await self.broker.declare_queue(dead_letter_rabbit_queue(self.name))
+                depth = (await dlq.declare()).message_count  # a passive re-declare reports the depth
+                metrics.DEAD_LETTER_DEPTH.labels(self.name).set(depth or 0)
             await asyncio.sleep(5)
 
     async def readiness(self) -> dict[str, bool]:

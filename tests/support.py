@@ -11,19 +11,22 @@ import asyncio
 import contextlib
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 import uuid
 from base64 import b64encode
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aio_pika
 import asyncpg
@@ -96,6 +99,14 @@ class Isolation:
         self._counter = 0
         self.databases: list[str] = []
         self.vhosts: list[str] = []
+        # rabbitmqctl takes about a second a call; vhosts are made ahead and removed behind the tests.
+        self._ready_vhosts: queue.Queue[str] = queue.Queue(maxsize=2)
+        self._admin = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vhost-admin")
+        self._pending: list[Future[None]] = []
+        self._closing = threading.Event()
+        self._maker = threading.Thread(target=self._make_vhosts_ahead, daemon=True)
+        self._maker_started = False
+        self._deleted: set[str] = set()
 
     def next_name(self) -> str:
         self._counter += 1
@@ -158,15 +169,29 @@ class Isolation:
                 "cannot create a RabbitMQ vhost: no rabbitmqctl on PATH and no QTI_TEST_RABBIT_MANAGEMENT_URL"
             )
 
+    def _make_vhosts_ahead(self) -> None:
+        while not self._closing.is_set():
+            name = self.next_name()
+            self.vhosts.append(name)
+            self._vhost_admin("add", name)
+            while not self._closing.is_set():
+                try:
+                    self._ready_vhosts.put(name, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
     async def create_vhost(self) -> str:
-        name = self.next_name()
-        await asyncio.to_thread(self._vhost_admin, "add", name)
-        self.vhosts.append(name)
+        if not self._maker_started:
+            self._maker_started = True
+            self._maker.start()
+        name = await asyncio.to_thread(self._ready_vhosts.get, True, 120)
         return with_path(self.backends.amqp_url, f"/{quote(name, safe='')}")
 
     async def delete_vhost(self, url: str) -> None:
-        name = urlsplit(url).path.lstrip("/")
-        await asyncio.to_thread(self._vhost_admin, "delete", name)
+        name = unquote(urlsplit(url).path.lstrip("/"))
+        self._pending.append(self._admin.submit(self._vhost_admin, "delete", name))
+        self._deleted.add(name)
 
     async def cleanup_all(self) -> None:
         for name in self.databases:
@@ -175,7 +200,14 @@ class Isolation:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             finally:
                 await conn.close()
-        for name in self.vhosts:
+        self._closing.set()
+        if self._maker_started:
+            await asyncio.to_thread(self._maker.join, 60)
+        for future in self._pending:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                await asyncio.wrap_future(future)
+        self._admin.shutdown()
+        for name in set(self.vhosts) - self._deleted:  # vhosts made ahead and never used
             with contextlib.suppress(subprocess.CalledProcessError):  # already gone
                 await asyncio.to_thread(self._vhost_admin, "delete", name)
 

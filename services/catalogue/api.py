@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -251,72 +252,72 @@ def _changes(body: OfferingPatch) -> dict[str, Any]:
     return changes
 
 
-def _berlin(moment: datetime) -> datetime:
-    return moment.astimezone(BERLIN)
+def _iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in Europe/Berlin local time with offset."""
+    return moment.astimezone(BERLIN).isoformat() if moment is not None else None
 
 
 def _offering_fields(item: store.StoredOffering, now: datetime) -> dict[str, Any]:
+    """JSON-ready fields of `OfferingOut` (built as plain data: listings are hot paths)."""
     offering = item.offering
     node = item.node
     assert node is not None
     deadline = effective_registration_deadline(offering)
     occupancy = item.occupancy
     return {
-        "offering_id": offering.offering_id,
-        "node_id": offering.node_id,
-        "node": NodeRef(node_id=node.node_id, name=node.name, town=node.town, county=node.county),
-        "kind": offering.kind,
+        "offering_id": str(offering.offering_id),
+        "node_id": str(offering.node_id),
+        "node": {"node_id": str(node.node_id), "name": node.name, "town": node.town, "county": node.county},
+        "kind": offering.kind.value,
         "kind_label": KIND_LABELS[offering.kind],
-        "topic": offering.topic,
+        "topic": offering.topic.value,
         "topic_label": TOPIC_LABELS[offering.topic],
         "title": offering.title,
         "description": offering.description,
         "target_group": offering.target_group,
         "sessions": [
-            SessionOut(
-                session_id=s.session_id,
-                starts_at=_berlin(s.starts_at),
-                ends_at=_berlin(s.ends_at),
-                location=s.location,
-                teaching_units=teaching_units(s),
-            )
+            {
+                "session_id": str(s.session_id),
+                "starts_at": _iso(s.starts_at),
+                "ends_at": _iso(s.ends_at),
+                "location": s.location,
+                "teaching_units": teaching_units(s),
+            }
             for s in offering.sessions
         ],
         "total_units": total_teaching_units(offering.sessions),
-        "starts_at": _berlin(min(s.starts_at for s in offering.sessions)),
-        "ends_at": _berlin(max(s.ends_at for s in offering.sessions)),
+        "starts_at": _iso(min(s.starts_at for s in offering.sessions)),
+        "ends_at": _iso(max(s.ends_at for s in offering.sessions)),
         "capacity": offering.capacity,
-        "registration_deadline": _berlin(offering.registration_deadline)
-        if offering.registration_deadline
-        else None,
+        "registration_deadline": _iso(offering.registration_deadline),
         "registration_open": offering.status is OfferingStatus.PUBLISHED
         and deadline is not None
         and now < deadline,
         "fee_eur": float(offering.fee_eur),
         "max_per_company": offering.max_per_company,
         "waitlist_limit": offering.waitlist_limit,
-        "status": offering.status,
+        "status": offering.status.value,
         "revision": offering.revision,
         "cancel_reason": item.cancel_reason,
         "confirmed": occupancy.confirmed,
         "waitlisted": occupancy.waitlisted,
         "seats_left": seats_left(offering.capacity, occupancy.confirmed),
-        "seats_as_of": occupancy.as_of,
+        "seats_as_of": occupancy.as_of.isoformat() if occupancy.as_of else None,
     }
 
 
-def public_offering(item: store.StoredOffering, now: datetime) -> OfferingOut:
-    return OfferingOut(**_offering_fields(item, now))
+def public_offering(item: store.StoredOffering, now: datetime) -> dict[str, Any]:
+    return _offering_fields(item, now)
 
 
-def staff_offering(item: store.StoredOffering, now: datetime) -> StaffOfferingOut:
-    return StaffOfferingOut(
+def staff_offering(item: store.StoredOffering, now: datetime) -> dict[str, Any]:
+    return {
         **_offering_fields(item, now),
-        etag=item.etag,
-        created_at=item.created_at,
-        updated_at=item.updated_at,
-        published_at=item.published_at,
-    )
+        "etag": item.etag,
+        "created_at": item.created_at.isoformat(),
+        "updated_at": item.updated_at.isoformat(),
+        "published_at": item.published_at.isoformat() if item.published_at else None,
+    }
 
 
 def _node_out(node: Node) -> NodeOut:
@@ -326,11 +327,11 @@ def _node_out(node: Node) -> NodeOut:
     )
 
 
-def _json(model: BaseModel, status_code: int = 200, etag: str | None = None) -> Response:
+def _json(data: BaseModel | dict[str, Any], status_code: int = 200, etag: str | None = None) -> Response:
+    """The documented response model's shape, serialised directly (no second validation pass)."""
     headers = {"ETag": f'"{etag}"'} if etag else None
-    return Response(
-        model.model_dump_json(), status_code=status_code, media_type="application/json", headers=headers
-    )
+    body = data.model_dump_json() if isinstance(data, BaseModel) else json.dumps(data, ensure_ascii=False)
+    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
 def _uuid_or_404(value: str, what: str = "Dieses Angebot gibt es nicht.") -> UUID:
@@ -561,9 +562,12 @@ def public_router(db: Database) -> APIRouter:
         async with db.pool.acquire() as conn:
             items, total = await store.search_offerings(conn, criteria, limit=limit, offset=offset)
         now = datetime.now(UTC)
-        page = OfferingPage(
-            items=[public_offering(item, now) for item in items], total=total, limit=limit, offset=offset
-        )
+        page = {
+            "items": [public_offering(item, now) for item in items],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
         return _json(page)
 
     @router.get(
@@ -724,9 +728,12 @@ def staff_read_router(db: Database, runtime: ServiceRuntime) -> APIRouter:
         async with db.pool.acquire() as conn:
             items, total = await store.search_offerings(conn, criteria, limit=limit, offset=offset)
         now = datetime.now(UTC)
-        page = StaffOfferingPage(
-            items=[staff_offering(item, now) for item in items], total=total, limit=limit, offset=offset
-        )
+        page = {
+            "items": [staff_offering(item, now) for item in items],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
         return _json(page)
 
     @router.get(

@@ -305,6 +305,8 @@ async def update_offering(
 
 
 def _where(criteria: OfferingFilter) -> tuple[str, list[Any]]:
+    """Conditions on `offerings o` alone (node and seat criteria as subqueries), so that the
+    listing index can deliver rows in order and the page is cut before any join."""
     clauses: list[str] = []
     args: list[Any] = []
 
@@ -312,15 +314,23 @@ def _where(criteria: OfferingFilter) -> tuple[str, list[Any]]:
         args.append(value)
         return f"${len(args)}"
 
-    clauses.append(f"o.status = ANY({arg([s.value for s in criteria.statuses])}::text[])")
+    def one_of(column: str, values: Sequence[Any], cast: str) -> str:
+        # A single value as `=` lets the planner use the (column, status, first_starts_at) indexes.
+        if len(values) == 1:
+            return f"{column} = {arg(values[0])}::{cast}"
+        return f"{column} = ANY({arg(list(values))}::{cast}[])"
+
+    clauses.append(one_of("o.status", [s.value for s in criteria.statuses], "text"))
     if criteria.node_ids:
-        clauses.append(f"o.node_id = ANY({arg(list(criteria.node_ids))}::uuid[])")
+        clauses.append(one_of("o.node_id", list(criteria.node_ids), "uuid"))
     if criteria.county:
-        clauses.append(f"lower(n.county) = lower({arg(criteria.county)})")
+        clauses.append(
+            f"o.node_id IN (SELECT node_id FROM nodes WHERE lower(county) = lower({arg(criteria.county)}))"
+        )
     if criteria.topics:
-        clauses.append(f"o.topic = ANY({arg([t.value for t in criteria.topics])}::text[])")
+        clauses.append(one_of("o.topic", [t.value for t in criteria.topics], "text"))
     if criteria.kinds:
-        clauses.append(f"o.kind = ANY({arg([k.value for k in criteria.kinds])}::text[])")
+        clauses.append(one_of("o.kind", [k.value for k in criteria.kinds], "text"))
     if criteria.ends_from is not None:
         clauses.append(f"o.last_ends_at >= {arg(criteria.ends_from)}")
     if criteria.starts_before is not None:
@@ -328,11 +338,12 @@ def _where(criteria: OfferingFilter) -> tuple[str, list[Any]]:
     if criteria.text:
         pattern = "%" + criteria.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         placeholder = arg(pattern)
-        clauses.append(f"(o.title ILIKE {placeholder} OR o.description ILIKE {placeholder})")
+        clauses.append(f"o.search_text LIKE lower({placeholder})")  # lower-cased column, trigram index
+    confirmed = "coalesce((SELECT c.confirmed FROM occupancy c WHERE c.offering_id = o.offering_id), 0)"
     if criteria.available is True:
-        clauses.append("o.capacity > coalesce(oc.confirmed, 0)")
+        clauses.append(f"o.capacity > {confirmed}")
     elif criteria.available is False:
-        clauses.append("o.capacity <= coalesce(oc.confirmed, 0)")
+        clauses.append(f"o.capacity <= {confirmed}")
     return " AND ".join(clauses), args
 
 
@@ -341,16 +352,19 @@ async def search_offerings(
 ) -> tuple[list[StoredOffering], int]:
     """One page in stable order (first session start, then id) and the total number of matches."""
     where, args = _where(criteria)
-    joins = _EXTRA_JOINS
+    page = (
+        f"(SELECT {_OFFERING_COLUMNS}, o.first_starts_at FROM offerings o WHERE {where}"
+        f" ORDER BY o.first_starts_at, o.offering_id LIMIT {int(limit)} OFFSET {int(offset)}) o"
+    )
     records = await conn.fetch(
-        f"SELECT {_OFFERING_COLUMNS}{_EXTRA_COLUMNS} FROM offerings o{joins} WHERE {where}"
-        f" ORDER BY o.first_starts_at, o.offering_id LIMIT {int(limit)} OFFSET {int(offset)}",
+        f"SELECT {_OFFERING_COLUMNS}{_EXTRA_COLUMNS} FROM {page}{_EXTRA_JOINS}"
+        " ORDER BY o.first_starts_at, o.offering_id",
         *args,
     )
     if len(records) < limit and (records or offset == 0):
         total = offset + len(records)
     else:
-        total = int(await conn.fetchval(f"SELECT count(*) FROM offerings o{joins} WHERE {where}", *args))
+        total = int(await conn.fetchval(f"SELECT count(*) FROM offerings o WHERE {where}", *args))
     sessions = await _sessions_of(conn, [record["offering_id"] for record in records])
     items = [_stored(record, sessions[record["offering_id"]], with_extras=True) for record in records]
     return items, total

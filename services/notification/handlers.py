@@ -8,7 +8,7 @@ Rejections: `registration.rejected` carries no address. The service therefore al
 `registration.requested` and keeps the requester's name and address (only until the outcome arrives;
 older unanswered requests are purged). A rejection whose request was never seen (e.g. the request
 arrived before this service existed, or the participant's address was invalid) cannot be mailed and is
-logged and skipped; a rejection that overtakes its request is given back to the queue once first.
+kept without address and mailed as soon as the request arrives (events may overtake each other).
 """
 
 from __future__ import annotations
@@ -48,10 +48,6 @@ CONSUMER: Final = "notification.events"
 ModelT = TypeVar("ModelT", bound=BaseModel)
 _EMAIL: Final = TypeAdapter(Email)
 _GENDERS: Final = frozenset({"female", "male", "diverse", "unspecified"})
-
-
-class RequestNotSeenYet(Exception):
-    """A rejection overtook its request: give the message back once so the request is handled first."""
 
 
 def _parse(event: RawEvent, model: type[ModelT]) -> ModelT:
@@ -201,12 +197,60 @@ class NotificationHandlers:
         async with unit_of_work(self.db) as uow:
             if not await uow.claim(CONSUMER, event.id):
                 return
-            await store.save_request(
-                uow.conn,
-                event.id,
-                clean_line(offering_id, 100) if isinstance(offering_id, str) else None,
-                person,
+            await store.lock(uow.conn, "request", event.id)
+            early = await store.get_request(uow.conn, event.id)
+            if early is None:
+                await store.save_request(
+                    uow.conn,
+                    event.id,
+                    clean_line(offering_id, 100) if isinstance(offering_id, str) else None,
+                    person,
+                )
+                return
+            if early.person is not None or early.rejection_event_id is None:
+                return
+            # The rejection came first: mail it now, attributed to the rejection event.
+            await store.forget_request(uow.conn, event.id)
+            rejection = RawEvent(
+                id=early.rejection_event_id,
+                source="/registration",
+                type=RoutingKey.REGISTRATION_REJECTED,
+                correlationid=early.correlation_id,
+                data={},
             )
+            await self._add_rejection(
+                uow,
+                rejection,
+                event.id,
+                early.offering_id,
+                person,
+                early.rejection_reason or "",
+                early.rejection_detail,
+            )
+
+    async def _add_rejection(
+        self,
+        uow: UnitOfWork,
+        event: RawEvent,
+        request_id: str,
+        offering_id: str | None,
+        person: Person,
+        reason: str,
+        detail: str | None,
+    ) -> None:
+        mail = self._delivery(
+            template="rejected",
+            trigger=event.id,
+            event=event,
+            key=request_id,
+            person=person,
+            registration_id=None,
+            request_id=request_id,
+            offering_id=offering_id,
+            params={"reason": reason, "detail": detail},
+        )
+        await store.add_deliveries(uow.conn, [mail])
+        await store.wake_senders(uow.conn)
 
     async def on_confirmed(self, event: RawEvent, delivery: Delivery) -> None:
         data = _parse(event, RegistrationConfirmed)
@@ -293,27 +337,31 @@ class NotificationHandlers:
         async with unit_of_work(self.db) as uow:
             if not await uow.claim(CONSUMER, event.id):
                 return
-            taken = await store.take_request(uow.conn, data.request_id)
-            if taken is None:
-                if delivery.delivery_count < 1:
-                    raise RequestNotSeenYet(data.request_id)
-                log.warning("rejection.recipient_unknown", request_id=data.request_id, reason=data.reason)
+            await store.lock(uow.conn, "request", data.request_id)
+            request = await store.get_request(uow.conn, data.request_id)
+            if request is None or request.person is None:
+                if request is None:
+                    await store.save_early_rejection(
+                        uow.conn,
+                        request_id=data.request_id,
+                        offering_id=data.offering_id,
+                        event_id=event.id,
+                        reason=data.reason.value,
+                        detail=data.detail,
+                        correlation_id=event.correlationid,
+                    )
+                log.info("rejection.waits_for_request", request_id=data.request_id)
                 return
-            person, requested_offering = taken
-            offering_id = data.offering_id or requested_offering
-            mail = self._delivery(
-                template="rejected",
-                trigger=event.id,
-                event=event,
-                key=data.request_id,
-                person=person,
-                registration_id=None,
-                request_id=data.request_id,
-                offering_id=offering_id,
-                params={"reason": data.reason.value, "detail": data.detail},
+            await store.forget_request(uow.conn, data.request_id)
+            await self._add_rejection(
+                uow,
+                event,
+                data.request_id,
+                data.offering_id or request.offering_id,
+                request.person,
+                data.reason.value,
+                data.detail,
             )
-            await store.add_deliveries(uow.conn, [mail])
-            await store.wake_senders(uow.conn)
 
     async def on_cancelled(self, event: RawEvent, delivery: Delivery) -> None:
         data = _parse(event, RegistrationCancelled)

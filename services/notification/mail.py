@@ -137,7 +137,7 @@ def _classify_code(code: int, text: str) -> MailError:
 def _classify(exc: BaseException) -> MailError:
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [e.code for e in exc.recipients]
-        message = "; ".join(redact(e.message) for e in exc.recipients)[:300]
+        message = "; ".join(f"{e.code} {redact(e.message)}" for e in exc.recipients)[:300]
         if codes and all(400 <= c < 500 for c in codes):
             return TransientMailError(f"recipient refused: {message}", codes[0])
         return PermanentMailError(f"recipient refused: {message}", codes[0] if codes else None)

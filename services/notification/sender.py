@@ -37,7 +37,14 @@ from typing import Any, Final, Literal
 import asyncpg
 from jinja2 import TemplateError
 
-from qti_contracts import NotificationFailed, NotificationSent, RoutingKey, Session, make_event
+from qti_contracts import (
+    NotificationFailed,
+    NotificationSent,
+    OfferingState,
+    RoutingKey,
+    Session,
+    make_event,
+)
 from qti_runtime.consumer import is_transient
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
@@ -71,6 +78,7 @@ log = get_logger(__name__)
 
 SOURCE: Final = "/notification"
 PURGE_EVERY_SECONDS: Final = 600.0
+ICS_CACHE_SIZE: Final = 256
 
 
 class CatalogueDataMissing(Exception):
@@ -127,6 +135,7 @@ class Sender:
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._last_purge = 0.0
+        self._ics_cache: dict[tuple[str, int, str, int, str, str], bytes] = {}
 
     # ----------------------------------------------------------------------------------- the loop
 
@@ -306,20 +315,7 @@ class Sender:
         rendered = render_mail(row.template, context)
         ics: bytes | None = None
         if ics_method is not None and state is not None and offering is not None and node is not None:
-            ics = build_ics(
-                offering_id=state.offering_id,
-                title=state.title,
-                sessions=offering.sessions,
-                sequence=self._sequence(ics_method, offering_row),
-                organizer_email=self.settings.mail_from_address,
-                organizer_name=node.name,
-                description=state.description,
-                node_name=node.name,
-                node_address=node.address,
-                method=ics_method,
-                attendee_email=person.email,
-                attendee_name=display_name(person.given_name, person.family_name),
-            )
+            ics = self._calendar(state, offering, node, ics_method, self._sequence(ics_method, offering_row))
         return build_message(
             rendered=rendered,
             sender=self._sender_address,
@@ -328,6 +324,36 @@ class Sender:
             ics=ics,
             ics_method=ics_method or "REQUEST",
         )
+
+    def _calendar(
+        self,
+        state: OfferingState,
+        offering: OfferingInfo,
+        node: NodeInfo,
+        method: Literal["REQUEST", "CANCEL"],
+        sequence: int,
+    ) -> bytes:
+        """The .ics of an offering revision, the same for every participant (no ATTENDEE line), so it is
+        built once and reused: building it is the costliest part of a mail."""
+        key = (state.offering_id, state.revision, method, sequence, node.name, node.address)
+        cached = self._ics_cache.get(key)
+        if cached is None:
+            cached = build_ics(
+                offering_id=state.offering_id,
+                title=state.title,
+                sessions=offering.sessions,
+                sequence=sequence,
+                organizer_email=self.settings.mail_from_address,
+                organizer_name=node.name,
+                description=state.description,
+                node_name=node.name,
+                node_address=node.address,
+                method=method,
+            )
+            if len(self._ics_cache) >= ICS_CACHE_SIZE:
+                self._ics_cache.pop(next(iter(self._ics_cache)))
+            self._ics_cache[key] = cached
+        return cached
 
     @staticmethod
     def _sequence(method: str, offering: OfferingRow | None) -> int:

@@ -171,6 +171,35 @@ async def get_nodes(conn: asyncpg.Connection, node_ids: Sequence[str]) -> dict[s
 # -------------------------------------------------------------------------------- requests, recipients
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    request_id: str
+    offering_id: str | None
+    person: Person | None  # None: only the rejection has been seen so far
+    rejection_event_id: str | None
+    rejection_reason: str | None
+    rejection_detail: str | None
+    correlation_id: str | None
+
+
+async def get_request(conn: asyncpg.Connection, request_id: str) -> RequestRow | None:
+    record = await conn.fetchrow("SELECT * FROM requests WHERE request_id = $1", request_id)
+    if record is None:
+        return None
+    email = record["email"]
+    return RequestRow(
+        request_id=record["request_id"],
+        offering_id=record["offering_id"],
+        person=Person(email, record["given_name"], record["family_name"], record["gender"])
+        if email
+        else None,
+        rejection_event_id=record["rejection_event_id"],
+        rejection_reason=record["rejection_reason"],
+        rejection_detail=record["rejection_detail"],
+        correlation_id=record["correlation_id"],
+    )
+
+
 async def save_request(
     conn: asyncpg.Connection, request_id: str, offering_id: str | None, person: Person
 ) -> None:
@@ -186,13 +215,28 @@ async def save_request(
     )
 
 
-async def take_request(conn: asyncpg.Connection, request_id: str) -> tuple[Person, str | None] | None:
-    """Remove the stored request and return its person and offering (data minimisation)."""
-    record = await conn.fetchrow("DELETE FROM requests WHERE request_id = $1 RETURNING *", request_id)
-    if record is None:
-        return None
-    person = Person(record["email"], record["given_name"], record["family_name"], record["gender"])
-    return person, record["offering_id"]
+async def save_early_rejection(
+    conn: asyncpg.Connection,
+    *,
+    request_id: str,
+    offering_id: str | None,
+    event_id: str,
+    reason: str,
+    detail: str,
+    correlation_id: str | None,
+) -> None:
+    """A rejection that overtook its request: kept (without address) until the request arrives."""
+    await conn.execute(
+        "INSERT INTO requests (request_id, offering_id, rejection_event_id, rejection_reason,"
+        " rejection_detail, correlation_id) VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (request_id) DO NOTHING",
+        request_id,
+        offering_id,
+        event_id,
+        reason,
+        detail,
+        correlation_id,
+    )
 
 
 async def forget_request(conn: asyncpg.Connection, request_id: str) -> None:

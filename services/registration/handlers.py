@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from qti_contracts import (
     CancellationCause,
@@ -30,6 +30,7 @@ from qti_contracts import (
     make_event,
     readable_errors,
 )
+from qti_contracts.events import Identifier
 from qti_runtime.consumer import DeadLetter, Delivery
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
@@ -42,6 +43,17 @@ log = get_logger(__name__)
 SOURCE = "/registration"
 REQUESTS_CONSUMER = "registration.requests"
 CATALOGUE_CONSUMER = "registration.catalogue"
+
+
+_IDENTIFIER = TypeAdapter(Identifier)
+
+
+def valid_identifier(value: object) -> str | None:
+    """The value if it is a well-formed entity id, so that a rejection can still name it."""
+    try:
+        return _IDENTIFIER.validate_python(value)
+    except ValidationError:
+        return None
 
 
 class NotFound(Exception):
@@ -118,11 +130,10 @@ class RegistrationService:
             try:
                 request = RegistrationRequested.model_validate(event.data)
             except ValidationError as exc:
-                offering_id = event.data.get("offering_id")
                 await self._reject(
                     uow,
                     ctx,
-                    offering_id if isinstance(offering_id, str) and len(offering_id) <= 100 else None,
+                    valid_identifier(event.data.get("offering_id")),
                     RejectionReason.INVALID_REQUEST,
                     domain.invalid_request_detail(readable_errors(exc)),
                 )

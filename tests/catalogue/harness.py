@@ -20,6 +20,7 @@ from qti_runtime.settings import Settings
 from services.catalogue.app import create_app
 from services.catalogue.demo import load_catalogue
 from services.catalogue.demo_data import demo_nodes, node_id_for
+from support import Isolation
 
 STAFF = {"Authorization": "Bearer dev-staff-token"}
 PROBLEM = "application/problem+json"
@@ -60,6 +61,28 @@ async def running_service(settings: Settings, *, nodes: bool = True) -> AsyncIte
             yield Service(runtime, client, settings)
     finally:
         await runtime.stop()
+
+
+@asynccontextmanager
+async def isolated_service(isolation: Isolation, *, nodes: bool = True) -> AsyncIterator[Service]:
+    """A service with its own database and vhost, for a module of tests that share it."""
+    database_url = await isolation.create_database()
+    amqp_url = await isolation.create_vhost()
+    settings = Settings(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        shutdown_grace_seconds=3,
+        outbox_poll_seconds=0.2,
+        transient_retry_seconds=1,
+        log_json=False,
+        log_level="WARNING",
+    )
+    try:
+        async with running_service(settings, nodes=nodes) as service:
+            yield service
+    finally:
+        await isolation.drop_database(database_url)
+        await isolation.delete_vhost(amqp_url)
 
 
 @asynccontextmanager

@@ -11,10 +11,9 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 import pytest_asyncio
+from catalogue.harness import PROBLEM, Service, isolated_service
 
-from catalogue.harness import PROBLEM, Service, running_service
 from qti_contracts.events import OfferingStatus
-from qti_runtime.settings import Settings
 from services.catalogue import store
 from services.catalogue.demo import load_demo_data
 from services.catalogue.demo_data import demo_nodes, demo_offerings, node_id_for, offering_id_for
@@ -33,24 +32,20 @@ def expected_order(offerings: list[Offering]) -> list[str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def demo(isolation: Isolation) -> AsyncIterator[Service]:
-    database_url = await isolation.create_database()
-    amqp_url = await isolation.create_vhost()
-    settings = Settings(
-        database_url=database_url, amqp_url=amqp_url, shutdown_grace_seconds=3, log_json=False, log_level="WARNING"
-    )
-    try:
-        async with running_service(settings, nodes=False) as service:
-            await load_demo_data(service.runtime.db)
-            full = next(o for o in PUBLISHED if o.offering_id == FULL)
-            async with service.runtime.db.pool.acquire() as conn:
-                await store.apply_occupancy_snapshot(
-                    conn, FULL, version=20, confirmed=full.capacity, waitlisted=3, capacity=full.capacity,
-                    as_of=datetime(2027, 1, 10, 12, tzinfo=UTC),
-                )
-            yield service
-    finally:
-        await isolation.drop_database(database_url)
-        await isolation.delete_vhost(amqp_url)
+    async with isolated_service(isolation, nodes=False) as service:
+        await load_demo_data(service.runtime.db)
+        full = next(o for o in PUBLISHED if o.offering_id == FULL)
+        async with service.runtime.db.pool.acquire() as conn:
+            await store.apply_occupancy_snapshot(
+                conn,
+                FULL,
+                version=20,
+                confirmed=full.capacity,
+                waitlisted=3,
+                capacity=full.capacity,
+                as_of=datetime(2027, 1, 10, 12, tzinfo=UTC),
+            )
+        yield service
 
 
 async def ids(service: Service, **params: Any) -> list[str]:
@@ -90,11 +85,17 @@ async def test_listing_order_and_default_visibility(demo: Service) -> None:
 @pytest.mark.asyncio(loop_scope="session")
 async def test_filters(demo: Service) -> None:
     soemmerda = node_id_for("soemmerda")
-    assert await ids(demo, node=str(soemmerda)) == expected_order([o for o in PUBLISHED if o.node_id == soemmerda])
+    assert await ids(demo, node=str(soemmerda)) == expected_order(
+        [o for o in PUBLISHED if o.node_id == soemmerda]
+    )
     two = {node_id_for("gotha"), node_id_for("rohr")}
-    assert await ids(demo, node=[str(n) for n in two]) == expected_order([o for o in PUBLISHED if o.node_id in two])
+    assert await ids(demo, node=[str(n) for n in two]) == expected_order(
+        [o for o in PUBLISHED if o.node_id in two]
+    )
     eisenach = node_id_for("eisenach")
-    assert await ids(demo, county="wartburgkreis") == expected_order([o for o in PUBLISHED if o.node_id == eisenach])
+    assert await ids(demo, county="wartburgkreis") == expected_order(
+        [o for o in PUBLISHED if o.node_id == eisenach]
+    )
     hydrogen = await ids(demo, topic="wasserstoff")
     assert hydrogen == expected_order([o for o in PUBLISHED if o.topic.value == "wasserstoff"])
     certificate = await ids(demo, kind="certificate_course")
@@ -102,7 +103,9 @@ async def test_filters(demo: Service) -> None:
     ihk = (await demo.client.get(f"/offerings/{certificate[0]}")).json()
     assert "Fachexperte für Wasserstoffanwendungen" in ihk["title"]
     assert ihk["node"]["town"] == "Weberstedt"
-    both = await ids(demo, topic="wasserstoff", kind="certificate_course", node=str(node_id_for("weberstedt")))
+    both = await ids(
+        demo, topic="wasserstoff", kind="certificate_course", node=str(node_id_for("weberstedt"))
+    )
     assert both == certificate
     assert await ids(demo, topic="wasserstoff", node=str(node_id_for("rohr"))) == []
 
@@ -114,7 +117,9 @@ async def test_filters(demo: Service) -> None:
     assert window and len(window) < len(PUBLISHED)
     assert await ids(demo, **{"from": "2027-03-01", "to": "2027-04-30"}) == expected_order(window)
     assert await ids(demo, **{"from": start.isoformat(), "to": end.isoformat()}) == expected_order(window)
-    later = [o for o in PUBLISHED if max(s.ends_at for s in o.sessions) >= datetime(2027, 9, 1, tzinfo=BERLIN)]
+    later = [
+        o for o in PUBLISHED if max(s.ends_at for s in o.sessions) >= datetime(2027, 9, 1, tzinfo=BERLIN)
+    ]
     assert await ids(demo, **{"from": "2027-09-01"}) == expected_order(later)
 
     for text in ("wasserstoff", "Batterie", "100%_"):
@@ -142,7 +147,9 @@ async def test_paging_is_complete_and_stable(demo: Service) -> None:
         seen += [item["offering_id"] for item in body["items"]]
         offset += 4
     assert seen == expected_order(PUBLISHED)
-    page = (await demo.client.get("/offerings", params={"limit": 5, "offset": 5, "topic": "foerdermittel"})).json()
+    page = (
+        await demo.client.get("/offerings", params={"limit": 5, "offset": 5, "topic": "foerdermittel"})
+    ).json()
     assert page["items"] == [] and page["total"] == 3
 
 
@@ -165,7 +172,12 @@ async def test_query_problems(demo: Service) -> None:
         assert response.status_code == 422, (params, response.text)
         assert response.headers["content-type"].startswith(PROBLEM)
         assert [e["field"].split("[")[0] for e in response.json()["errors"]] == [field], params
-    for path in (f"/offerings/{uuid4()}", "/offerings/abc", f"/nodes/{uuid4()}/calendar.ics", "/nodes/x/calendar.ics"):
+    for path in (
+        f"/offerings/{uuid4()}",
+        "/offerings/abc",
+        f"/nodes/{uuid4()}/calendar.ics",
+        "/nodes/x/calendar.ics",
+    ):
         response = await demo.client.get(path)
         assert response.status_code == 404 and response.json()["detail"].endswith("gibt es nicht.")
     draft = next(o for o in demo_offerings() if o.status is OfferingStatus.DRAFT)
@@ -174,7 +186,7 @@ async def test_query_problems(demo: Service) -> None:
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_offering_detail(demo: Service) -> None:
-    offering = PUBLISHED[0]
+    offering = next(o for o in PUBLISHED if o.offering_id != FULL)
     body = (await demo.client.get(f"/offerings/{offering.offering_id}")).json()
     assert body["title"] == offering.title and body["capacity"] == offering.capacity
     assert body["seats_left"] == offering.capacity and body["confirmed"] == 0 and body["seats_as_of"] is None

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aio_pika
 import aio_pika.exceptions
+import aiormq.exceptions
 import pytest
 
 from qti_contracts.topology import SERVICES
@@ -26,12 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
 
 
-def _ctl(*args: str, stdin: str | None = None) -> None:
+def _ctl(*args: str) -> None:
     ctl = shutil.which("rabbitmqctl")
     assert ctl, "rabbitmqctl is needed to import definitions"
-    result = subprocess.run(
-        [ctl, "-q", *args], input=stdin, capture_output=True, text=True, timeout=120, check=False
-    )
+    result = subprocess.run([ctl, "-q", *args], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, f"rabbitmqctl {args[0]}: {result.stdout}{result.stderr}"
 
 
@@ -56,8 +57,12 @@ async def imported(amqp_url: str) -> AsyncIterator[dict[str, str]]:
         user["name"] = prefix + user["name"]
     for permission in document["permissions"]:
         permission["user"] = prefix + permission["user"]
-    # Through stdin: the broker runs as another user and may not read the test's temporary files.
-    await asyncio.to_thread(_ctl, "import_definitions", "-", stdin=json.dumps(document))
+    # A world-readable file outside pytest's private tmp_path: the CLI tool may run as another user.
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="qti-definitions-") as handle:
+        handle.write(json.dumps(document))
+        handle.flush()
+        os.chmod(handle.name, 0o644)
+        await asyncio.to_thread(_ctl, "import_definitions", handle.name)
     users = [u["name"].removeprefix(prefix) for u in document["users"]]
     urls = {name: _url_for(amqp_url, prefix + name, f"{name}-dev-password") for name in users}
     try:
@@ -84,9 +89,7 @@ async def _until_imported(admin_url: str, document: dict[str, Any]) -> None:
     raise AssertionError("definitions were not imported within 30s")
 
 
-async def test_each_service_declares_its_topology_with_its_own_user(
-    imported: dict[str, str], settings: Settings
-) -> None:
+async def _services_declare_their_topology(imported: dict[str, str], settings: Settings) -> None:
     generator_path = ROOT / "scripts" / "rabbitmq_definitions.py"
     import importlib.util
 
@@ -107,23 +110,23 @@ async def test_each_service_declares_its_topology_with_its_own_user(
             await broker.stop()
 
 
-async def test_a_service_cannot_touch_another_services_queue(imported: dict[str, str]) -> None:
+async def _services_are_fenced(imported: dict[str, str]) -> None:
     connection = await aio_pika.connect(imported["notification"])
     async with connection:
         channel = await connection.channel()
-        with pytest.raises(aio_pika.exceptions.ChannelAccessRefused):
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
             queue = await channel.get_queue("registration.requests", ensure=False)
             await queue.get(fail=False)
 
 
-async def test_kpi_consumer_reads_only_reporting_events(imported: dict[str, str], amqp_url: str) -> None:
+async def _kpi_consumer_reads_only_reporting(imported: dict[str, str], amqp_url: str) -> None:
     connection = await aio_pika.connect(imported["kpi-consumer"])
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue("kpi-consumer.dashboard", durable=True)
         await queue.bind("qti.reporting", routing_key="reporting.#")
         refused = await connection.channel()
-        with pytest.raises(aio_pika.exceptions.ChannelAccessRefused):
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
             other = await refused.declare_queue("kpi-consumer.sneaky", durable=True)
             await other.bind("qti.events", routing_key="registration.#")
 
@@ -143,3 +146,12 @@ async def test_kpi_consumer_reads_only_reporting_events(imported: dict[str, str]
             else:
                 await asyncio.sleep(0.1)
         assert received == ["reporting.kpi.updated"]
+
+
+async def test_definitions_work_on_the_real_broker(
+    imported: dict[str, str], settings: Settings, amqp_url: str
+) -> None:
+    # One import for all checks: creating and removing broker users is slow.
+    await _services_declare_their_topology(imported, settings)
+    await _services_are_fenced(imported)
+    await _kpi_consumer_reads_only_reporting(imported, amqp_url)

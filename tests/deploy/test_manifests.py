@@ -27,7 +27,6 @@ from qti_runtime.broker import (
     REPORTING,
     UNROUTED_EXCHANGE,
     UNROUTED_QUEUE,
-    QueueSpec,
     dead_letter_rabbit_queue,
 )
 from qti_runtime.settings import Settings
@@ -85,7 +84,11 @@ def test_kubernetes_manifest_matches_its_schema(where: str, document: dict[str, 
 
 
 def test_every_service_has_deployment_service_and_disruption_budget() -> None:
-    deployments, services, budgets = _of_kind("Deployment"), _of_kind("Service"), _of_kind("PodDisruptionBudget")
+    deployments, services, budgets = (
+        _of_kind("Deployment"),
+        _of_kind("Service"),
+        _of_kind("PodDisruptionBudget"),
+    )
     assert set(deployments) == set(SERVICES)
     assert set(services) == set(SERVICES)
     assert set(budgets) == set(SERVICES)
@@ -194,7 +197,8 @@ def test_compose_services_are_complete() -> None:
 
 
 def _definitions() -> dict[str, Any]:
-    return json.loads((DEPLOY / "rabbitmq" / "definitions.json").read_text())
+    document: dict[str, Any] = json.loads((DEPLOY / "rabbitmq" / "definitions.json").read_text())
+    return document
 
 
 def test_definitions_file_is_generated_from_the_runtime() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import aio_pika
 from registration_kit import Harness, offering_data, request_data
+
 from support import get_messages
 
 REQ = "registration.requested"
@@ -71,14 +72,17 @@ async def test_every_rejection_reason_has_a_german_detail(harness: Harness) -> N
         "invalid_request": request_data(oid, 5, participant={"given_name": "", "email": "kaputt"}),
         "offering_not_found": request_data("gibt-es-nicht", 6),
     }
+    malformed_id = await harness.publish(REQ, request_data("kein gültiger/Schlüssel@", 7))
     ids = {reason: await harness.publish(REQ, data) for reason, data in cases.items()}
-    events = await harness.events(len(cases), timeout=20)
+    events = await harness.events(len(cases) + 1, timeout=20)
     outcome = {e["data"]["request_id"]: e["data"] for e in events}
     for reason, request_id in ids.items():
         data = outcome[request_id]
         assert data.get("reason") == reason, (reason, data)
         assert data["reason"] == reason, (reason, data)
         assert len(data["detail"]) > 20 and data["detail"] != reason
+    assert outcome[malformed_id]["reason"] == "invalid_request"
+    assert outcome[malformed_id]["offering_id"] is None
     invalid = outcome[ids["invalid_request"]]["detail"]
     assert "participant.email" in invalid and "participant.given_name" in invalid
     assert "company" not in invalid.split("(")[1].split(":")[0]  # names the broken fields only

@@ -37,23 +37,63 @@ PEOPLE: dict[str, tuple[str, str, str, str, str, str]] = {
 EMAIL_VARIANTS = {("p1", "B"): "Annegret.Quastenberg@Example.DE"}
 
 COMPANIES: dict[str, dict[str, Any]] = {
-    "c1": {"name": "Quastenberg Zulieferteile GmbH", "postal_code": "99867", "county": "Gotha",
-           "size_class": "micro", "automotive_supplier": True},
-    "c2": {"name": "Pfefferkorn Antriebstechnik GmbH", "postal_code": "99610", "county": "Sömmerda",
-           "size_class": "small", "automotive_supplier": False},
+    "c1": {
+        "name": "Quastenberg Zulieferteile GmbH",
+        "postal_code": "99867",
+        "county": "Gotha",
+        "size_class": "micro",
+        "automotive_supplier": True,
+    },
+    "c2": {
+        "name": "Pfefferkorn Antriebstechnik GmbH",
+        "postal_code": "99610",
+        "county": "Sömmerda",
+        "size_class": "small",
+        "automotive_supplier": False,
+    },
     # the same company, spelled differently
-    "c2b": {"name": "  pfefferkorn antriebstechnik  GMBH", "postal_code": "99610", "county": "Sömmerda",
-            "size_class": "small", "automotive_supplier": False},
-    "c3": {"name": "Schnabelweid Leichtbau AG", "postal_code": "99084", "county": "Erfurt",
-           "size_class": "medium", "automotive_supplier": True},
-    "c4": {"name": "Ulmenhaupt Großguss SE", "postal_code": "07743", "county": "Jena",
-           "size_class": "large", "automotive_supplier": False},
-    "c5": {"name": "Vogelsang Elektronikwerke GmbH", "postal_code": "99423", "county": "Weimar",
-           "size_class": "large", "automotive_supplier": False},
-    "c6": {"name": "Yppsilanti Wasserstoffsysteme GmbH", "postal_code": "99610", "county": "Sömmerda",
-           "size_class": "small", "automotive_supplier": False},
-    "c7": {"name": "Pilzhuber Metallbau KG", "postal_code": "99947", "county": "Unstrut-Hainich-Kreis",
-           "size_class": "micro", "automotive_supplier": True},
+    "c2b": {
+        "name": "  pfefferkorn antriebstechnik  GMBH",
+        "postal_code": "99610",
+        "county": "Sömmerda",
+        "size_class": "small",
+        "automotive_supplier": False,
+    },
+    "c3": {
+        "name": "Schnabelweid Leichtbau AG",
+        "postal_code": "99084",
+        "county": "Erfurt",
+        "size_class": "medium",
+        "automotive_supplier": True,
+    },
+    "c4": {
+        "name": "Ulmenhaupt Großguss SE",
+        "postal_code": "07743",
+        "county": "Jena",
+        "size_class": "large",
+        "automotive_supplier": False,
+    },
+    "c5": {
+        "name": "Vogelsang Elektronikwerke GmbH",
+        "postal_code": "99423",
+        "county": "Weimar",
+        "size_class": "large",
+        "automotive_supplier": False,
+    },
+    "c6": {
+        "name": "Yppsilanti Wasserstoffsysteme GmbH",
+        "postal_code": "99610",
+        "county": "Sömmerda",
+        "size_class": "small",
+        "automotive_supplier": False,
+    },
+    "c7": {
+        "name": "Pilzhuber Metallbau KG",
+        "postal_code": "99947",
+        "county": "Unstrut-Hainich-Kreis",
+        "size_class": "micro",
+        "automotive_supplier": True,
+    },
 }
 NAMES = [text for p in PEOPLE.values() for text in p[:3]] + [c["name"].strip() for c in COMPANIES.values()]
 
@@ -69,14 +109,29 @@ def _session(sid: str, start: datetime, units: int) -> dict[str, Any]:
 
 
 def offering(
-    offering_id: str, node: str, topic: str, kind: str, capacity: int, sessions: list[dict[str, Any]],
+    offering_id: str,
+    node: str,
+    topic: str,
+    kind: str,
+    capacity: int,
+    sessions: list[dict[str, Any]],
     revision: int = 1,
 ) -> dict[str, Any]:
     return {
-        "offering_id": offering_id, "node_id": node, "kind": kind, "topic": topic,
-        "title": f"Angebot {offering_id}", "description": "Beschreibung", "sessions": sessions,
-        "capacity": capacity, "registration_deadline": "2026-01-31T00:00:00+00:00", "fee_eur": 0,
-        "max_per_company": None, "waitlist_limit": 2, "status": "published", "revision": revision,
+        "offering_id": offering_id,
+        "node_id": node,
+        "kind": kind,
+        "topic": topic,
+        "title": f"Angebot {offering_id}",
+        "description": "Beschreibung",
+        "sessions": sessions,
+        "capacity": capacity,
+        "registration_deadline": "2026-01-31T00:00:00+00:00",
+        "fee_eur": 0,
+        "max_per_company": None,
+        "waitlist_limit": 2,
+        "status": "published",
+        "revision": revision,
     }
 
 
@@ -104,7 +159,9 @@ def participant(key: str, offering_key: str) -> dict[str, Any]:
     return {"given_name": given, "family_name": family, "email": email, "gender": gender, "age_band": age}
 
 
-def registration(h: History, key: str, offering_key: str, offering_id: str, outcome: str, **extra: Any) -> str:
+def registration(
+    h: History, key: str, offering_key: str, offering_id: str, outcome: str, **extra: Any
+) -> str:
     request_id = f"req-{key}-{offering_key}"
     registration_id = f"reg-{key}-{offering_key}"
     data = {
@@ -128,30 +185,55 @@ def scripted_history(seed: int = 7) -> tuple[list[CloudEvent[Any]], list[CloudEv
     a1 = offering("off-a", GOTHA, "elektromobilitaet", "course", 10, A_SESSIONS)
     h.add("catalogue.offering.published", a1)
     h.add("catalogue.offering.updated", {**a1, "capacity": 12, "revision": 2})
-    h.add("catalogue.offering.published", offering("off-b", SOEMMERDA, "wasserstoff", "workshop", 8, B_SESSIONS))
+    h.add(
+        "catalogue.offering.published", offering("off-b", SOEMMERDA, "wasserstoff", "workshop", 8, B_SESSIONS)
+    )
     h.add("catalogue.offering.published", offering("off-c", GOTHA, "innovation", "workshop", 20, A_SESSIONS))
     h.add("catalogue.offering.cancelled", {"offering_id": "off-c", "reason": "Zu wenige Anmeldungen."})
 
     # Offering A: p1..p7 confirmed (with their commands), p7 cancels; one duplicate registration.
     for key in ["p1", "p2", "p3", "p4", "p5", "p6", "p7"]:
         command = {
-            "offering_id": "off-a", "participant": participant(key, "A"),
-            "company": COMPANIES[PEOPLE[key][5]], "privacy_consent": True,
+            "offering_id": "off-a",
+            "participant": participant(key, "A"),
+            "company": COMPANIES[PEOPLE[key][5]],
+            "privacy_consent": True,
         }
         h.add("registration.requested", command, id_=f"req-{key}-A")
         registration(h, key, "A", "off-a", "confirmed")
     h.add("registration.requested", {"offering_id": "off-a", "participant": {"email": "kaputt"}})
-    h.add("registration.cancelled", {"registration_id": "reg-p7-A", "offering_id": "off-a",
-                                     "cause": "participant", "reason": "Gunhild Ulmenhaupt ist krank."})
-    h.add("registration.rejected", {"request_id": "req-dup", "offering_id": "off-a",
-                                    "reason": "duplicate_registration", "detail": "Bereits angemeldet."})
+    h.add(
+        "registration.cancelled",
+        {
+            "registration_id": "reg-p7-A",
+            "offering_id": "off-a",
+            "cause": "participant",
+            "reason": "Gunhild Ulmenhaupt ist krank.",
+        },
+    )
+    h.add(
+        "registration.rejected",
+        {
+            "request_id": "req-dup",
+            "offering_id": "off-a",
+            "reason": "duplicate_registration",
+            "detail": "Bereits angemeldet.",
+        },
+    )
     units = {"p1": 12, "p2": 12, "p3": 12, "p4": 12, "p5": 12, "p6": 8}
     for key, attended in units.items():
-        h.add("registration.completed", {
-            "registration_id": f"reg-{key}-A", "offering_id": "off-a", "attended_units": attended,
-            "total_units": 12, "attendance_ratio": attended / 12, "completed": attended == 12,
-            "certificate_eligible": attended == 12,
-        })
+        h.add(
+            "registration.completed",
+            {
+                "registration_id": f"reg-{key}-A",
+                "offering_id": "off-a",
+                "attended_units": attended,
+                "total_units": 12,
+                "attendance_ratio": attended / 12,
+                "completed": attended == 12,
+                "certificate_eligible": attended == 12,
+            },
+        )
 
     # Offering B: p1, p8..p12 confirmed; w1, w2 waitlisted, w1 moves up; three turned away.
     for key in ["p1", "p8", "p9", "p10", "p11", "p12"]:
@@ -160,29 +242,69 @@ def scripted_history(seed: int = 7) -> tuple[list[CloudEvent[Any]], list[CloudEv
     registration(h, "w2", "B", "off-b", "waitlisted", position=2)
     registration(h, "w1", "B", "off-b", "confirmed", from_waitlist=True)
     for i in range(3):
-        h.add("registration.rejected", {"request_id": f"req-full-{i}", "offering_id": "off-b",
-                                        "reason": "waitlist_full", "detail": "Ausgebucht."})
-    h.add("registration.rejected", {"request_id": "req-nf", "offering_id": "off-zz",
-                                    "reason": "offering_not_found", "detail": "Nicht gefunden."})
+        h.add(
+            "registration.rejected",
+            {
+                "request_id": f"req-full-{i}",
+                "offering_id": "off-b",
+                "reason": "waitlist_full",
+                "detail": "Ausgebucht.",
+            },
+        )
+    h.add(
+        "registration.rejected",
+        {
+            "request_id": "req-nf",
+            "offering_id": "off-zz",
+            "reason": "offering_not_found",
+            "detail": "Nicht gefunden.",
+        },
+    )
     for key in ["p1", "p8", "p9", "p10", "p11", "p12", "w1"]:
-        h.add("registration.attendance_recorded", {"registration_id": f"reg-{key}-B", "offering_id": "off-b",
-                                                   "session_id": "b-s0", "attended": True})
-    h.add("registration.attendance_recorded", {"registration_id": "reg-p8-B", "offering_id": "off-b",
-                                               "session_id": "b-s1", "attended": True})
-    h.add("registration.attendance_recorded", {"registration_id": "reg-p8-B", "offering_id": "off-b",
-                                               "session_id": "b-s1", "attended": False})  # correction
-    h.add("registration.attendance_recorded", {"registration_id": "reg-p9-B", "offering_id": "off-b",
-                                               "session_id": "b-s1", "attended": True})
+        h.add(
+            "registration.attendance_recorded",
+            {
+                "registration_id": f"reg-{key}-B",
+                "offering_id": "off-b",
+                "session_id": "b-s0",
+                "attended": True,
+            },
+        )
+    h.add(
+        "registration.attendance_recorded",
+        {"registration_id": "reg-p8-B", "offering_id": "off-b", "session_id": "b-s1", "attended": True},
+    )
+    h.add(
+        "registration.attendance_recorded",
+        {"registration_id": "reg-p8-B", "offering_id": "off-b", "session_id": "b-s1", "attended": False},
+    )  # correction
+    h.add(
+        "registration.attendance_recorded",
+        {"registration_id": "reg-p9-B", "offering_id": "off-b", "session_id": "b-s1", "attended": True},
+    )
 
     # Notifications: 10 sent, one sent after a temporary failure, one failed for good.
     def note(nid: str, type_: str, **extra: Any) -> None:
-        h.add(type_, {"notification_id": nid, "template": "confirmation", "trigger_event_id": f"t-{nid}",
-                      "trigger_type": "registration.confirmed", "registration_id": "reg-p1-A",
-                      "offering_id": "off-a", "recipient_ref": f"rcp-{nid}", "attempts": 1, **extra})
+        h.add(
+            type_,
+            {
+                "notification_id": nid,
+                "template": "confirmation",
+                "trigger_event_id": f"t-{nid}",
+                "trigger_type": "registration.confirmed",
+                "registration_id": "reg-p1-A",
+                "offering_id": "off-a",
+                "recipient_ref": f"rcp-{nid}",
+                "attempts": 1,
+                **extra,
+            },
+        )
 
     for i in range(10):
         note(f"n{i}", "notification.sent")
-    note("n10", "notification.failed", error="451 annegret.quastenberg@example.de greylisted", permanent=False)
+    note(
+        "n10", "notification.failed", error="451 annegret.quastenberg@example.de greylisted", permanent=False
+    )
     note("n10", "notification.sent")
     note("n11", "notification.failed", error="550 user unknown", permanent=True)
 
@@ -232,7 +354,11 @@ EXPECTED_TOTAL: dict[str, Any] = {
     "notification_delivery_rate": round(11 / 12, 4),
 }
 EXPECTED_RAW = {
-    "waitlisted": 2, "rejected_waitlist_full": 3, "cancelled": 1, "unmet_demand": 4,
-    "participants_age_under_30": 1, "notifications_failed": 1,
+    "waitlisted": 2,
+    "rejected_waitlist_full": 3,
+    "cancelled": 1,
+    "unmet_demand": 4,
+    "participants_age_under_30": 1,
+    "notifications_failed": 1,
 }
 EXPECTED_COMPANY_COUNTIES = {"Erfurt": 1, "Gotha": 1, "Sömmerda": 2, "Weimar": 1}

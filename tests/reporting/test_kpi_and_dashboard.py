@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import socket
@@ -16,9 +17,9 @@ import aio_pika
 import pytest
 import uvicorn
 from aiormq.exceptions import ChannelAccessRefused
+from reporting.history import NAMES, scripted_history
 
 from qti_contracts import KpiUpdated, make_event
-from reporting.history import NAMES, scripted_history
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -29,7 +30,7 @@ def _ctl(*args: str) -> None:
     subprocess.run([ctl, "-q", *args], check=True, capture_output=True, timeout=60)
 
 
-async def test_read_only_consumer_gets_debounced_kpi_events_only(reporting: Any) -> None:
+async def test_read_only_consumer_gets_debounced_kpi_events_only(reporting: Any) -> None:  # noqa: PLR0915
     parts = urlsplit(reporting.settings.amqp_url)
     vhost = unquote(parts.path.lstrip("/"))
     user, password = f"kpi-reader-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
@@ -83,7 +84,7 @@ async def test_read_only_consumer_gets_debounced_kpi_events_only(reporting: Any)
             assert received, "no KPI event arrived"
             assert _matches(received[-1], live)
             times = [k.generated_at for k in received]
-            gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+            gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
             assert all(gap >= 0.9 for gap in gaps), gaps  # debounce 1 s (set in the fixture)
             assert len(received) <= 8
             for body in bodies:
@@ -135,14 +136,16 @@ async def test_dashboard_renders_charts_in_chromium(reporting: Any) -> None:
     )
     serving = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event)
             await asyncio.sleep(0.05)
         errors: list[str] = []
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
             try:
                 page = await browser.new_page()
-                page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
+                page.on(
+                    "console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None
+                )
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 response = await page.goto(f"http://127.0.0.1:{port}/dashboard", wait_until="load")
                 assert response is not None and response.status == 200

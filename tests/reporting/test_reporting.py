@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import openpyxl
-
 from reporting.history import (
     EXPECTED_COMPANY_COUNTIES,
     EXPECTED_RAW,
@@ -18,6 +17,7 @@ from reporting.history import (
     SOEMMERDA,
     scripted_history,
 )
+
 from services.reporting import store
 from services.reporting.domain import INDICATORS, Filters, compute
 from services.reporting.exports import GROUP_HEADER
@@ -50,7 +50,7 @@ async def test_scripted_history_gives_exact_figures(reporting: Any) -> None:
 
     by_node = (await reporting.http.get("/kpis", params={"group_by": "node"})).json()
     groups = {g["key"]: g for g in by_node["groups"]}
-    assert groups[GOTHA]["label"] == "QTI-Knoten Gotha" or groups[GOTHA]["label"]
+    assert groups[GOTHA]["label"] != GOTHA  # the node's name
     assert groups[GOTHA]["values"]["offerings"] == 1  # C was cancelled
     assert groups[GOTHA]["values"]["seats"] == 12  # revision 2 wins although it came first or twice
     assert groups[GOTHA]["values"]["participations"] == 6
@@ -98,9 +98,12 @@ async def test_no_personal_data_in_any_column(reporting: Any) -> None:
         patterns = [f"%{name}%" for name in NAMES] + ["%@%"]
         for column in columns:
             table, name = column["table_name"], column["column_name"]
-            text = f'convert_from("{name}", \'UTF8\')' if column["data_type"] == "bytea" else f'"{name}"::text'
+            text = (
+                f"convert_from(\"{name}\", 'UTF8')" if column["data_type"] == "bytea" else f'"{name}"::text'
+            )
             hits = await conn.fetch(
-                f'SELECT {text} AS value FROM reporting."{table}" WHERE {text} ILIKE ANY($1::text[])', patterns
+                f'SELECT {text} AS value FROM reporting."{table}" WHERE {text} ILIKE ANY($1::text[])',
+                patterns,
             )
             assert not hits, (table, name, [h["value"][:200] for h in hits])
         logged = await conn.fetchval("SELECT count(*) FROM reporting.event_log")
@@ -145,17 +148,16 @@ async def test_exports_match_json_and_rebuild_equals_live(reporting: Any) -> Non
 
     # Rebuild from the raw log gives identical figures.
     async with reporting.runtime.db.pool.acquire() as conn:
-        before = {t: await conn.fetch(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("registrations", "requests")}
+        before = {
+            t: await conn.fetch(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("registrations", "requests")
+        }
     replayed = await rebuild(reporting.runtime.db)
     assert replayed == len(scripted_history()[1])
     async with reporting.runtime.db.pool.acquire() as conn:
-        after = {t: await conn.fetch(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("registrations", "requests")}
+        after = {
+            t: await conn.fetch(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("registrations", "requests")
+        }
     assert before == after
-    for group_by in ("node", "month", "size_class", None):
-        params = {"group_by": group_by} if group_by else {}
-        live_doc = (await reporting.http.get("/kpis", params={**params})).json()
-        if group_by == "node":
-            assert _strip(live_doc) == _strip(live)
     rebuilt = (await reporting.http.get("/kpis", params={"group_by": "node"})).json()
     assert _strip(rebuilt) == _strip(live)
 
@@ -173,16 +175,14 @@ async def test_snapshots_are_frozen(reporting: Any) -> None:
     document = json.loads(first.content)
     assert document["total"]["participations"] == 13
     assert document["period"] == {"from": "2026-01-01", "to": "2026-12-31"}
-    # New events change the live figures, not the snapshot.
-    more, _ = scripted_history(seed=1)
-    await reporting.runtime.db.pool.execute("DELETE FROM offering_cancellations")  # figures now differ
+    # Changed figures do not change the snapshot.
+    await reporting.runtime.db.pool.execute("DELETE FROM offering_cancellations")
     live = (await reporting.http.get("/kpis")).json()
     assert live["total"]["offerings"] == 3
     again = await reporting.http.get(url)
     assert again.content == first.content
     assert again.headers["x-content-sha256"] == created.json()["sha256"]
     assert (await reporting.http.get("/snapshots/nope")).status_code == 404
-    del more
 
 
 def _cell(text: str) -> Any:

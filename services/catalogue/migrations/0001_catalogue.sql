@@ -69,3 +69,11 @@ CREATE TABLE occupancy (
     as_of       timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Text search (`q`): substring match over title and description, case-insensitive, with a trigram index.
+-- pg_trgm is a trusted extension; it lives in `public` so every schema on the search_path sees it.
+-- `search_text` is lower-cased once on write, so the query uses LIKE (much cheaper than ILIKE per row).
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
+ALTER TABLE offerings
+    ADD COLUMN search_text text GENERATED ALWAYS AS (lower(title || ' ' || description)) STORED;
+CREATE INDEX offerings_text ON offerings USING gin (search_text public.gin_trgm_ops);

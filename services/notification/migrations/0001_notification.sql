@@ -26,14 +26,19 @@ CREATE TABLE nodes (
 );
 
 -- Registration requests, kept only until their outcome arrives: a rejection carries no address.
+-- A rejection seen before its request leaves a row without address holding the rejection until then.
 CREATE TABLE requests (
-    request_id  text PRIMARY KEY,
-    offering_id text,
-    given_name  text        NOT NULL DEFAULT '',
-    family_name text        NOT NULL DEFAULT '',
-    email       text        NOT NULL,
-    gender      text        NOT NULL DEFAULT 'unspecified',
-    received_at timestamptz NOT NULL DEFAULT now()
+    request_id        text PRIMARY KEY,
+    offering_id       text,
+    given_name        text        NOT NULL DEFAULT '',
+    family_name       text        NOT NULL DEFAULT '',
+    email             text,
+    gender            text        NOT NULL DEFAULT 'unspecified',
+    rejection_event_id text,
+    rejection_reason  text,
+    rejection_detail  text,
+    correlation_id    text,
+    received_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX requests_received_at ON requests (received_at);
 

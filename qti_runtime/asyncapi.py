@@ -90,7 +90,7 @@ def _documenting_handler(types: Sequence[str]) -> Callable[..., Any]:
 
     # Real objects, not strings: the payload type exists only in this scope. SkipValidation keeps
     # FastStream from validating, as the services validate themselves (and answer bad input).
-    handler.__annotations__ = {"body": SkipValidation[payload], "message": RabbitMessage, "return": None}
+    handler.__annotations__ = {"body": SkipValidation[payload], "message": RabbitMessage, "return": None}  # type: ignore[misc]
     return handler
 
 

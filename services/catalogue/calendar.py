@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, Timezone, TimezoneDaylight, TimezoneStandard
+from icalendar import Calendar, Event
 
 from qti_contracts.events import KIND_LABELS, OfferingStatus
+from qti_runtime.german import berlin_vtimezone
 from services.catalogue.domain import Node
 from services.catalogue.store import StoredOffering
 
@@ -28,27 +29,6 @@ def _line(text: str, limit: int = 300) -> str:
     return " ".join(cleaned.split())[:limit]
 
 
-def berlin_timezone() -> Timezone:
-    """VTIMEZONE for Europe/Berlin with the EU summer-time rules."""
-    tz = Timezone()
-    tz.add("tzid", TZID)
-    summer = TimezoneDaylight()
-    summer.add("tzname", "CEST")
-    summer.add("dtstart", datetime(1970, 3, 29, 2, 0, 0))
-    summer.add("rrule", {"freq": "yearly", "bymonth": 3, "byday": "-1su"})
-    summer.add("tzoffsetfrom", timedelta(hours=1))
-    summer.add("tzoffsetto", timedelta(hours=2))
-    tz.add_component(summer)
-    winter = TimezoneStandard()
-    winter.add("tzname", "CET")
-    winter.add("dtstart", datetime(1970, 10, 25, 3, 0, 0))
-    winter.add("rrule", {"freq": "yearly", "bymonth": 10, "byday": "-1su"})
-    winter.add("tzoffsetfrom", timedelta(hours=2))
-    winter.add("tzoffsetto", timedelta(hours=1))
-    tz.add_component(winter)
-    return tz
-
-
 def node_calendar(node: Node, offerings: Sequence[StoredOffering]) -> bytes:
     cal = Calendar()
     cal.add("prodid", PRODID)
@@ -57,7 +37,7 @@ def node_calendar(node: Node, offerings: Sequence[StoredOffering]) -> bytes:
     cal.add("method", "PUBLISH")
     cal.add("x-wr-calname", _line(f"{node.name} – Termine"))
     cal.add("x-wr-timezone", TZID)
-    cal.add_component(berlin_timezone())
+    cal.add_component(berlin_vtimezone())
     for item in offerings:
         offering = item.offering
         cancelled = offering.status is OfferingStatus.CANCELLED

@@ -7,11 +7,12 @@ updates the entries already in the participant's calendar, and ``method="CANCEL"
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final, Literal
 
-from icalendar import Calendar, Event, Timezone, TimezoneDaylight, TimezoneStandard, vCalAddress, vText
+from icalendar import Calendar, Event, vCalAddress, vText
 
+from qti_runtime.german import berlin_vtimezone
 from services.notification.render import SessionInfo, clean_line, clean_paragraph, to_berlin
 
 TZID: Final = "Europe/Berlin"
@@ -24,30 +25,6 @@ Method = Literal["REQUEST", "CANCEL"]
 def session_uid(session_id: str) -> str:
     """The stable UID of a session's calendar entry."""
     return f"{clean_line(session_id, 200).replace(' ', '_')}@{UID_DOMAIN}"
-
-
-def berlin_vtimezone() -> Timezone:
-    """A VTIMEZONE for Europe/Berlin with the EU summer-time rules (valid since 1996, no end date)."""
-    tz = Timezone()
-    tz.add("tzid", TZID)
-    tz.add("x-lic-location", TZID)
-
-    summer = TimezoneDaylight()
-    summer.add("tzname", "CEST")
-    summer.add("dtstart", datetime(1970, 3, 29, 2, 0, 0))
-    summer.add("rrule", {"freq": "yearly", "bymonth": 3, "byday": "-1su"})
-    summer.add("tzoffsetfrom", timedelta(hours=1))
-    summer.add("tzoffsetto", timedelta(hours=2))
-    tz.add_component(summer)
-
-    winter = TimezoneStandard()
-    winter.add("tzname", "CET")
-    winter.add("dtstart", datetime(1970, 10, 25, 3, 0, 0))
-    winter.add("rrule", {"freq": "yearly", "bymonth": 10, "byday": "-1su"})
-    winter.add("tzoffsetfrom", timedelta(hours=2))
-    winter.add("tzoffsetto", timedelta(hours=1))
-    tz.add_component(winter)
-    return tz
 
 
 def _address(email: str, name: str | None, **params: str) -> vCalAddress:

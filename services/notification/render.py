@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateRuntimeError, select_autoescape
 
+from qti_runtime.german import MONTHS, WEEKDAYS
+
 BERLIN: Final = ZoneInfo("Europe/Berlin")
 TEMPLATE_DIR: Final = Path(__file__).parent / "templates"
 
@@ -45,21 +47,6 @@ MAX_SUBJECT: Final = 200
 MAX_LINE: Final = 300
 MAX_PARAGRAPH: Final = 4000
 
-WEEKDAYS: Final = ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag")
-MONTHS: Final = (
-    "Januar",
-    "Februar",
-    "März",
-    "April",
-    "Mai",
-    "Juni",
-    "Juli",
-    "August",
-    "September",
-    "Oktober",
-    "November",
-    "Dezember",
-)
 
 KIND_LABELS: Final = {
     "course": "Kurs",

@@ -45,6 +45,7 @@ from qti_contracts.events import (
     RegistrationWaitlisted,
 )
 from qti_contracts.registry import parse_data
+from qti_runtime.german import MONTHS
 
 BERLIN: Final = ZoneInfo("Europe/Berlin")
 SUPPRESSED: Final = "<5"
@@ -384,26 +385,10 @@ def time_key(day: date, grouping: str) -> str:
     return f"{day.year:04d}"
 
 
-_MONTHS: Final = (
-    "Januar",
-    "Februar",
-    "März",
-    "April",
-    "Mai",
-    "Juni",
-    "Juli",
-    "August",
-    "September",
-    "Oktober",
-    "November",
-    "Dezember",
-)
-
-
 def time_label(key: str, grouping: str) -> str:
     if grouping == "month":
         year, month = key.split("-")
-        return f"{_MONTHS[int(month) - 1]} {year}"
+        return f"{MONTHS[int(month) - 1]} {year}"
     if grouping == "quarter":
         year, quarter = key.split("-Q")
         return f"{quarter}. Quartal {year}"

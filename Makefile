@@ -11,7 +11,7 @@ ASYNCAPI_TOOLS := tools/asyncapi
 ASYNCAPI_STAMP := $(ASYNCAPI_TOOLS)/node_modules/.installed
 LINT_PATHS := qti_runtime contracts/qti_contracts services
 
-.PHONY: help venv lint format test pytest asyncapi run bench clean
+.PHONY: help venv lint format test pytest browser asyncapi run bench clean
 
 help:
 	@echo "make run    start everything locally (services, mail sink, demo data) until Ctrl-C"
@@ -41,7 +41,13 @@ format: venv
 	$(BIN)/ruff check --fix --select I .
 	$(BIN)/ruff format .
 
-pytest: venv
+# The dashboard test drives Debian's Chromium (never a browser download); install it when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the dashboard test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+pytest: venv browser
 	$(BIN)/python -m pytest tests -q
 
 # The AsyncAPI document is validated with the official parser when it exists.

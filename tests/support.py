@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 import uuid
 from base64 import b64encode
@@ -107,6 +108,7 @@ class Isolation:
         self._maker = threading.Thread(target=self._make_vhosts_ahead, daemon=True)
         self._maker_started = False
         self._deleted: set[str] = set()
+        self.maker_error: BaseException | None = None
 
     def next_name(self) -> str:
         self._counter += 1
@@ -170,10 +172,21 @@ class Isolation:
             )
 
     def _make_vhosts_ahead(self) -> None:
+        failures = 0
         while not self._closing.is_set():
             name = self.next_name()
+            try:
+                self._vhost_admin("add", name)
+            except (subprocess.SubprocessError, OSError) as exc:
+                # e.g. the broker is being restarted by a fault test: try again, give up after a minute
+                failures += 1
+                self.maker_error = exc
+                if failures > 60:
+                    return
+                time.sleep(1)
+                continue
+            failures = 0
             self.vhosts.append(name)
-            self._vhost_admin("add", name)
             while not self._closing.is_set():
                 try:
                     self._ready_vhosts.put(name, timeout=0.5)
@@ -185,7 +198,14 @@ class Isolation:
         if not self._maker_started:
             self._maker_started = True
             self._maker.start()
-        name = await asyncio.to_thread(self._ready_vhosts.get, True, 120)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                name = await asyncio.to_thread(self._ready_vhosts.get, True, 1.0)
+                break
+            except queue.Empty:
+                if not self._maker.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"no RabbitMQ vhost could be created: {self.maker_error!r}") from None
         return with_path(self.backends.amqp_url, f"/{quote(name, safe='')}")
 
     async def delete_vhost(self, url: str) -> None:

@@ -190,14 +190,17 @@ class RegistrationService:
         email = domain.normalise_email(str(request.participant.email))
         company = domain.company_key(request.company.name, request.company.postal_code)
         seats = ledger.offering.seats
+        registered, company_count = await store.live_registrations_of(
+            uow.conn, seats.offering_id, email, company
+        )
         decision = domain.decide(
             domain.OfferingSeats(
                 **{**seats.__dict__, "confirmed": ledger.confirmed, "waitlisted": ledger.waitlisted}
             ),
             consent=request.privacy_consent,
             now=self.clock(),
-            already_registered=await store.email_registered(uow.conn, seats.offering_id, email),
-            company_live_registrations=await store.company_live_count(uow.conn, seats.offering_id, company),
+            already_registered=registered,
+            company_live_registrations=company_count,
         )
         if isinstance(decision, Reject):
             await self._reject(uow, ctx, seats.offering_id, decision.reason, decision.detail)

@@ -115,26 +115,24 @@ async def save_counters(
     )
 
 
-async def email_registered(conn: asyncpg.Connection, offering_id: str, email: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT true FROM registrations WHERE offering_id = $1 AND email = $2"
-            " AND status IN ('confirmed', 'waitlisted')",
-            offering_id,
-            email,
-        )
-    )
+async def live_registrations_of(
+    conn: asyncpg.Connection, offering_id: str, email: str, company_key: str
+) -> tuple[bool, int]:
+    """Whether this e-mail already holds a live registration, and how many the company holds.
 
-
-async def company_live_count(conn: asyncpg.Connection, offering_id: str, company_key: str) -> int:
-    return int(
-        await conn.fetchval(
-            "SELECT count(*) FROM registrations WHERE offering_id = $1 AND company_key = $2"
-            " AND status IN ('confirmed', 'waitlisted')",
-            offering_id,
-            company_key,
-        )
+    Run after the offering's row lock, so it sees every decision committed before this one.
+    """
+    record = await conn.fetchrow(
+        "SELECT coalesce(bool_or(email = $2), false) AS registered,"
+        " count(*) FILTER (WHERE company_key = $3) AS company"
+        " FROM registrations WHERE offering_id = $1 AND status IN ('confirmed', 'waitlisted')"
+        " AND (email = $2 OR company_key = $3)",
+        offering_id,
+        email,
+        company_key,
     )
+    assert record is not None
+    return bool(record["registered"]), int(record["company"])
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """Throughput of the notification service: confirmation mails per second accepted by the mail sink.
 
-    .venv/bin/python bench/notification_throughput.py --count 2000
+    .venv/bin/python bench/notification_throughput.py --count 2000 [--replicas 2]
 
 Creates a fresh vhost and database (both `qti_bench_notification`, removed afterwards), publishes one
 node, one offering and N `registration.confirmed` events, then starts the service in-process with the
 built-in mail sink (aiosmtpd, storing each mail as a file; its own process, as under `make run`) and
-measures until all N mails are stored.
+measures until all N mails are stored. With `--replicas N`, N-1 more service processes (same database,
+queue and sink; the delivery-log leases keep them apart) run beside the in-process one.
 Needs RabbitMQ (with `rabbitmqctl` on PATH) and Postgres as for the tests.
 """
 
@@ -119,7 +120,45 @@ def count_mails(folder: Path) -> int:
         return 0
 
 
-async def run(count: int, concurrency: int) -> None:  # noqa: PLR0915 - a linear script
+def bench_settings(
+    amqp_url: str, database_url: str, smtp_port: int, concurrency: int
+) -> NotificationSettings:
+    return NotificationSettings(
+        amqp_url=amqp_url,
+        database_url=database_url,
+        smtp_port=smtp_port,
+        send_concurrency=concurrency,
+        db_pool_max=20,
+        log_level="WARNING",
+        log_json=True,
+    )
+
+
+def start_replica(settings: NotificationSettings) -> subprocess.Popen[str]:
+    """Another replica in its own process; it starts when told "go" on stdin, stops at "stop"."""
+    command = [sys.executable, "-m", "bench.notification_throughput", "--replica-worker"]
+    command += [
+        settings.amqp_url,
+        settings.database_url,
+        str(settings.smtp_port),
+        str(settings.send_concurrency),
+    ]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "loaded"
+    return proc
+
+
+async def replica_worker(amqp_url: str, database_url: str, smtp_port: int, concurrency: int) -> None:
+    runtime = build_runtime(bench_settings(amqp_url, database_url, smtp_port, concurrency))
+    print("loaded", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # "go"
+    await runtime.start()
+    await asyncio.to_thread(sys.stdin.readline)  # "stop" (or EOF)
+    await runtime.stop()
+
+
+async def run(count: int, concurrency: int, replicas: int = 1) -> None:  # noqa: PLR0915 - a linear script
     base_db = os.environ.get("QTI_DATABASE_URL", "postgresql://root@127.0.0.1:5432/qti")
     base_amqp = os.environ.get("QTI_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     user = urlsplit(base_amqp).username or "guest"
@@ -131,14 +170,8 @@ async def run(count: int, concurrency: int) -> None:  # noqa: PLR0915 - a linear
     smtp_port = free_port()
     sink = start_sink(folder, smtp_port)
     try:
-        settings = NotificationSettings(
-            amqp_url=with_path(base_amqp, f"/{NAME}"),
-            database_url=with_path(base_db, f"/{NAME}"),
-            smtp_port=smtp_port,
-            send_concurrency=concurrency,
-            db_pool_max=20,
-            log_level="WARNING",
-            log_json=True,
+        settings = bench_settings(
+            with_path(base_amqp, f"/{NAME}"), with_path(base_db, f"/{NAME}"), smtp_port, concurrency
         )
         broker = create_broker(settings, "bench")
         await broker.connect()
@@ -183,8 +216,14 @@ async def run(count: int, concurrency: int) -> None:  # noqa: PLR0915 - a linear
         await broker.stop()
 
         runtime = build_runtime(settings)
+        # The first replica migrates the database; the others start once it has.
+        others = [start_replica(settings) for _ in range(replicas - 1)]
         t0 = time.perf_counter()
         await runtime.start()
+        for proc in others:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
         first: float | None = None
         seen = 0
         deadline = t0 + 300
@@ -200,7 +239,13 @@ async def run(count: int, concurrency: int) -> None:  # noqa: PLR0915 - a linear
                     "SELECT status, count(*) FROM deliveries WHERE template = 'confirmation' GROUP BY status"
                 )
             )
+        for proc in others:
+            assert proc.stdin is not None
+            proc.stdin.write("stop\n")
+            proc.stdin.close()
         await runtime.stop()
+        for proc in others:
+            await asyncio.to_thread(proc.wait, 30)
         total = done - t0
         steady = done - (first or t0)
         print(
@@ -209,7 +254,7 @@ async def run(count: int, concurrency: int) -> None:  # noqa: PLR0915 - a linear
         print(f"mails stored by the sink:  {seen} of {count}; delivery log: {statuses}")
         print(f"service start → last mail: {total:.2f} s  → {seen / total:.0f} mails/s end to end")
         print(f"first mail → last mail:    {steady:.2f} s  → {seen / steady:.0f} mails/s into the sink")
-        print(f"cores: {os.cpu_count()}, send concurrency: {concurrency}")
+        print(f"cores: {os.cpu_count()}, send concurrency: {concurrency}, replicas: {replicas}")
     finally:
         stop_sink(sink, folder)
         await drop_database(base_db)
@@ -219,10 +264,16 @@ async def run(count: int, concurrency: int) -> None:  # noqa: PLR0915 - a linear
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=32, help="mails in flight per replica")
+    parser.add_argument("--replicas", type=int, default=1, help="service processes (1 in-process + N-1)")
+    parser.add_argument("--replica-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.getLogger("faststream").setLevel(logging.WARNING)
-    asyncio.run(run(args.count, args.concurrency))
+    if args.replica_worker:
+        amqp_url, database_url, smtp_port, concurrency = args.replica_worker
+        asyncio.run(replica_worker(amqp_url, database_url, int(smtp_port), int(concurrency)))
+        return
+    asyncio.run(run(args.count, args.concurrency, max(1, args.replicas)))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,15 @@ Error texts never contain e-mail addresses in clear (they end up in ``notificati
 from __future__ import annotations
 
 import asyncio
+import binascii
+import functools
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 from typing import Final, Literal
 
 import aiosmtplib
@@ -127,6 +130,160 @@ def build_message(
     return msg
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """A message serialised ahead of time: envelope addresses and the RFC 5322 bytes (7-bit, LF)."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    message_id: str
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header field; folding inside ``value`` must be "\n" + whitespace, nothing else breaks a line."""
+    if "\r" in value or any(not rest[:1].isspace() or rest[:1] in "\r\n" for rest in value.split("\n")[1:]):
+        raise ValueError(f"unsafe {name} header")
+    return f"{name}: {value}\n".encode("ascii")
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 base64 encoded-words (UTF-8), at most 75 characters each, joined by folding whitespace.
+
+    Chunks end on character boundaries; decoders join adjacent encoded-words without the whitespace.
+    """
+    raw = text.encode("utf-8")
+    words = []
+    start = 0
+    while start < len(raw):
+        end = min(start + 45, len(raw))
+        while end < len(raw) and end > start + 1 and (raw[end] & 0xC0) == 0x80:
+            end -= 1  # never split a UTF-8 sequence
+        words.append(f"=?utf-8?b?{binascii.b2a_base64(raw[start:end], newline=False).decode('ascii')}?=")
+        start = end
+    return "\n ".join(words)
+
+
+@functools.lru_cache(maxsize=64)
+def _address_field(display_name: str, addr_spec: str) -> str:
+    """RFC 5322 address (RFC 2047 encoded display name); the address itself must be ASCII."""
+    if display_name.isascii():
+        return formataddr((display_name, addr_spec))
+    return f"{_encoded_words(display_name)} <{addr_spec}>"
+
+
+def _unstructured(name: str, text: str) -> str:
+    if text.isascii() and len(text) + len(name) + 2 <= 78:
+        return text
+    return _encoded_words(text)
+
+
+def _text_part(content_type: str, text: str) -> bytes:
+    body = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    return (
+        f'Content-Type: {content_type}; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n\n'
+    ).encode("ascii") + body
+
+
+_ICS_PARTS: dict[tuple[bytes, str], bytes] = {}
+_ICS_PARTS_MAX: Final = 64
+
+
+def _ics_part(ics: bytes, method: str) -> bytes:
+    """The attachment part; identical for every recipient of an offering revision, so cached."""
+    key = (ics, method)
+    part = _ICS_PARTS.get(key)
+    if part is None:
+        encoded = binascii.b2a_base64(ics, newline=False)
+        lines = b"\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+        part = (
+            (
+                f'Content-Type: text/calendar; method="{method}"; charset="utf-8"\n'
+                "Content-Transfer-Encoding: base64\n"
+                f'Content-Disposition: attachment; filename="{ICS_FILENAME}"\n\n'
+            ).encode("ascii")
+            + lines
+            + b"\n"
+        )
+        if len(_ICS_PARTS) >= _ICS_PARTS_MAX:
+            _ICS_PARTS.pop(next(iter(_ICS_PARTS)))
+        _ICS_PARTS[key] = part
+    return part
+
+
+def _multipart(subtype: str, parts: list[bytes]) -> tuple[str, bytes]:
+    # "=_" cannot occur in quoted-printable or base64 text, so the boundary never collides with content.
+    boundary = f"=_qti_{secrets.token_hex(12)}"
+    delimiter = f"--{boundary}\n".encode("ascii")
+    body = b"".join(delimiter + part + b"\n" for part in parts) + f"--{boundary}--\n".encode("ascii")
+    return f'multipart/{subtype}; boundary="{boundary}"', body
+
+
+def build_outgoing(
+    *,
+    rendered: RenderedMail,
+    sender: MailAddress,
+    recipient: MailAddress,
+    message_id: str,
+    ics: bytes | None = None,
+    ics_method: Literal["REQUEST", "CANCEL"] = "REQUEST",
+    date: datetime | None = None,
+) -> OutgoingMail | EmailMessage:
+    """The same message as :func:`build_message`, serialised directly (about ten times cheaper).
+
+    Text and HTML are quoted-printable, the ``.ics`` base64 (its part cached per calendar), headers
+    RFC 2047-encoded ASCII. Non-ASCII addresses (SMTPUTF8) take the :func:`build_message` path.
+    """
+    from_address = _header_address(sender)
+    to_address = _header_address(recipient)
+    if not (from_address.addr_spec.isascii() and to_address.addr_spec.isascii()):
+        return build_message(
+            rendered=rendered,
+            sender=sender,
+            recipient=recipient,
+            message_id=message_id,
+            ics=ics,
+            ics_method=ics_method,
+            date=date,
+        )
+    if ics_method not in ("REQUEST", "CANCEL"):
+        raise ValueError(f"unsupported iTIP method {ics_method!r}")
+    msgid = normalise_message_id(message_id)
+    alternative_type, alternative = _multipart(
+        "alternative",
+        [_text_part("text/plain", rendered.text), _text_part("text/html", rendered.html)],
+    )
+    if ics is not None:
+        content_type, content = _multipart(
+            "mixed",
+            [
+                f"Content-Type: {alternative_type}\n\n".encode("ascii") + alternative,
+                _ics_part(ics, ics_method),
+            ],
+        )
+    else:
+        content_type, content = alternative_type, alternative
+    head = b"".join(
+        (
+            _header("From", _address_field(from_address.display_name, from_address.addr_spec)),
+            _header("To", _address_field(to_address.display_name, to_address.addr_spec)),
+            _header("Subject", _unstructured("Subject", clean_line(rendered.subject, 200))),
+            _header("Date", format_datetime((date or datetime.now(UTC)).astimezone(UTC))),
+            _header("Message-ID", msgid),
+            b"Content-Language: de\nAuto-Submitted: auto-generated\nMIME-Version: 1.0\n",
+            _header("Content-Type", content_type),
+        )
+    )
+    return OutgoingMail(
+        sender=from_address.addr_spec,
+        recipient=to_address.addr_spec,
+        data=head + b"\n" + content,
+        message_id=msgid,
+    )
+
+
 def _classify_code(code: int, text: str) -> MailError:
     detail = f"SMTP {code}: {redact(text)[:300]}"
     if 400 <= code < 500:
@@ -235,12 +392,15 @@ class SmtpPool:
             return smtp
         return await self._connect()
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: EmailMessage | OutgoingMail) -> str:
         """Deliver ``message``; raises :class:`TransientMailError` or :class:`PermanentMailError`."""
         async with self._slots:
             smtp = await self._take()
             try:
-                errors, reply = await smtp.send_message(message)
+                if isinstance(message, OutgoingMail):
+                    errors, reply = await smtp.sendmail(message.sender, [message.recipient], message.data)
+                else:
+                    errors, reply = await smtp.send_message(message)
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 smtp.close()
                 raise _classify(exc) from exc

@@ -459,6 +459,22 @@ async def finish(conn: asyncpg.Connection, row: DeliveryRow, status: str, error:
     return result.endswith(" 1")
 
 
+async def finish_sent(conn: asyncpg.Connection, rows: Sequence[DeliveryRow]) -> set[str]:
+    """Mark many rows `sent` in one statement, each only if this sender still holds its lease; returns
+    the ids that were marked."""
+    ordered = sorted(rows, key=lambda r: r.notification_id)  # one lock order for every caller
+    records = await conn.fetch(
+        "UPDATE deliveries d SET status = 'sent', last_error = NULL, lease_token = NULL,"
+        " updated_at = now(), sent_at = now()"
+        " FROM unnest($1::text[], $2::uuid[]) AS m(notification_id, lease_token)"
+        " WHERE d.notification_id = m.notification_id AND d.lease_token = m.lease_token"
+        " AND d.status = 'sending' RETURNING d.notification_id",
+        [r.notification_id for r in ordered],
+        [r.lease_token for r in ordered],
+    )
+    return {r["notification_id"] for r in records}
+
+
 async def retry_later(conn: asyncpg.Connection, row: DeliveryRow, delay_seconds: float, error: str) -> bool:
     result: str = await conn.execute(
         "UPDATE deliveries SET status = 'pending', last_error = $3, lease_token = NULL, updated_at = now(),"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -199,4 +201,15 @@ def serve(app: FastAPI, host: str, port: int, *, grace_seconds: float = 15.0) ->
         app, log_config=None, access_log=False, timeout_graceful_shutdown=int(grace_seconds) or None
     )
     server = uvicorn.Server(config)
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn drains on SIGTERM/SIGINT and then raises the signal again under the handler that was
+        # installed before it; with the default one the process would die of the signal (exit -15) after a
+        # clean drain. Under this handler a drained replica exits 0, and a signal before uvicorn has taken
+        # over (nothing started yet) exits 0 as well.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _exit_after_drain)
     server.run(sockets=[sock])
+
+
+def _exit_after_drain(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,3 +191,91 @@ async def harness(settings: Settings) -> AsyncIterator[Harness]:
         await h.stop()
         await client.aclose()
         await runtime.stop()
+
+
+class Frontend:
+    """Publishes with confirms and watches every outcome, like a busy web frontend would.
+
+    A publish that is not confirmed (broker away, channel closed, timeout) is retried until it is, for
+    up to `publish_retry_seconds`: ids are idempotency keys, so a duplicate does no harm.
+    """
+
+    def __init__(self, amqp_url: str, *, publish_retry_seconds: float = 0.0) -> None:
+        self.amqp_url = amqp_url
+        self.publish_retry_seconds = publish_retry_seconds
+        self.events: list[dict[str, Any]] = []
+        self.publish_failures = 0
+
+    async def __aenter__(self) -> Frontend:
+        self.connection = await aio_pika.connect_robust(self.amqp_url)
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        self.exchange = await self.channel.get_exchange("qti.events")
+        self.queue = await self.channel.declare_queue(f"test.outcomes.{uuid.uuid4().hex[:6]}", durable=True)
+        for key in OUTCOME_KEYS:
+            await self.queue.bind(self.exchange, key)
+        # Acknowledged after recording: an outcome in flight when the connection drops is redelivered.
+        await self.queue.consume(self._on_message)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.connection.close()
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.events.append(json.loads(message.body))
+        with contextlib.suppress(Exception):  # the connection is gone: it comes again, and collapses
+            await message.ack()
+
+    async def publish(self, type_: str, data: Any, id_: str | None = None) -> str:
+        event = make_event(type_, data, source="/tests/load", id_=id_)
+        body = event.model_dump_json().encode()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                await self.exchange.publish(
+                    aio_pika.Message(
+                        body,
+                        message_id=event.id,
+                        content_type="application/cloudevents+json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=type_,
+                    mandatory=True,
+                    timeout=10,
+                )
+                return event.id
+            except Exception:  # not confirmed: the broker is away, the channel closed or it timed out
+                self.publish_failures += 1
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def publish_all(self, items: list[tuple[str, Any, str | None]]) -> list[str]:
+        sem = asyncio.Semaphore(200)
+
+        async def one(item: tuple[str, Any, str | None]) -> str:
+            async with sem:
+                return await self.publish(*item)
+
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
+    def outcomes(self) -> dict[str, set[str]]:
+        """Distinct outcome event ids per request id (duplicated deliveries of one event collapse)."""
+        by_request: dict[str, set[str]] = defaultdict(set)
+        for e in self.events:
+            outcome = e["type"] in (
+                "registration.confirmed",
+                "registration.waitlisted",
+                "registration.rejected",
+            )
+            if outcome and not e["data"].get("from_waitlist"):
+                by_request[e["data"]["request_id"]].add(e["id"])
+        return by_request
+
+    async def wait_for(self, requests: int, timeout: float = 120.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.outcomes()) < requests:
+            assert asyncio.get_running_loop().time() < deadline, f"only {len(self.outcomes())} answered"
+            await asyncio.sleep(0.2)

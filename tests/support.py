@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -276,6 +277,11 @@ class ServiceProcess:
         self.port = port
         self.env = {**os.environ, **env, f"QTI_{service.upper()}_PORT": str(port), "QTI_LOG_LEVEL": "WARNING"}
         self.process: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+
+    def log_text(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def start(self) -> None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -285,7 +291,8 @@ class ServiceProcess:
             env=self.env,
             cwd=root,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe: a replica that logs a lot during a fault must never block on a full pipe.
+            stderr=self.log,
         )
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
@@ -294,7 +301,7 @@ class ServiceProcess:
         while asyncio.get_running_loop().time() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                err = self.log_text()
                 raise AssertionError(f"{self.service} exited with {self.process.returncode}: {err[-3000:]}")
             try:
                 response = await asyncio.to_thread(urllib.request.urlopen, url, None, 2)

@@ -6,87 +6,17 @@ Never overbooked, every request answered exactly once, a killed replica loses no
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import pytest
-from registration_kit import OUTCOME_KEYS, offering_data, request_data
+from registration_kit import Frontend, offering_data, request_data
 
-from qti_contracts import make_event
 from qti_runtime.settings import Settings
 from support import ServiceProcess, free_port
 
 CAPACITY, WAITLIST, REQUESTS = 25, 100, 2000
-
-
-class Frontend:
-    """Publishes with confirms and watches every outcome, like a busy web frontend would."""
-
-    def __init__(self, amqp_url: str) -> None:
-        self.amqp_url = amqp_url
-        self.events: list[dict[str, Any]] = []
-
-    async def __aenter__(self) -> Frontend:
-        self.connection = await aio_pika.connect_robust(self.amqp_url)
-        self.channel = await self.connection.channel(publisher_confirms=True)
-        self.exchange = await self.channel.get_exchange("qti.events")
-        self.queue = await self.channel.declare_queue(f"test.outcomes.{uuid.uuid4().hex[:6]}", durable=True)
-        for key in OUTCOME_KEYS:
-            await self.queue.bind(self.exchange, key)
-        await self.queue.consume(self._on_message, no_ack=True)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.connection.close()
-
-    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        self.events.append(json.loads(message.body))
-
-    async def publish(self, type_: str, data: Any, id_: str | None = None) -> str:
-        event = make_event(type_, data, source="/tests/load", id_=id_)
-        await self.exchange.publish(
-            aio_pika.Message(
-                event.model_dump_json().encode(),
-                message_id=event.id,
-                content_type="application/cloudevents+json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=type_,
-            mandatory=True,
-        )
-        return event.id
-
-    async def publish_all(self, items: list[tuple[str, Any, str | None]]) -> list[str]:
-        sem = asyncio.Semaphore(200)
-
-        async def one(item: tuple[str, Any, str | None]) -> str:
-            async with sem:
-                return await self.publish(*item)
-
-        return list(await asyncio.gather(*(one(i) for i in items)))
-
-    def outcomes(self) -> dict[str, set[str]]:
-        """Distinct outcome event ids per request id (duplicated deliveries of one event collapse)."""
-        by_request: dict[str, set[str]] = defaultdict(set)
-        for e in self.events:
-            outcome = e["type"] in (
-                "registration.confirmed",
-                "registration.waitlisted",
-                "registration.rejected",
-            )
-            if outcome and not e["data"].get("from_waitlist"):
-                by_request[e["data"]["request_id"]].add(e["id"])
-        return by_request
-
-    async def wait_for(self, requests: int, timeout: float = 120.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.outcomes()) < requests:
-            assert asyncio.get_running_loop().time() < deadline, f"only {len(self.outcomes())} answered"
-            await asyncio.sleep(0.2)
 
 
 @pytest.fixture

@@ -1,33 +1,30 @@
 """Read benchmark of the catalogue: `GET /offerings` over the demo data plus 5,000 generated offerings.
 
-Creates the database `qti_bench_catalogue` (dropped at the end), loads the data, serves the real app
-with uvicorn in-process on a free port and measures request latency (client side, sequential, keep-alive)
-for a few filter combinations. Goal: p99 < 20 ms. Run: `.venv/bin/python bench/catalogue_read.py`.
+Makes a throw-away database and vhost (`bench.common.sandbox`), loads the data, starts the real service
+as a separate process (`python -m services.catalogue`, like production) and measures request latency on
+the client side: one keep-alive httpx client, sequential requests, a warm-up per filter combination, then
+`--requests` requests spread round-robin over the combinations. Goal: p99 < 20 ms overall.
+Run: `.venv/bin/python -m bench.catalogue_read [--requests 2000 --generated 5000]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import statistics
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
-import uvicorn
 
+from bench.common import Processes, percentile, sandbox
 from qti_runtime.db import Database
 from qti_runtime.migrations import migrate
-from qti_runtime.settings import Settings
-from services.catalogue.app import create_app
 from services.catalogue.demo import load_catalogue
 from services.catalogue.demo_data import demo_nodes, demo_offerings, generated_offerings, node_id_for
 from services.catalogue.migrations_path import MIGRATIONS
-
-BENCH_DB = "qti_bench_catalogue"
 
 COMBINATIONS: list[tuple[str, dict[str, Any]]] = [
     ("no filter", {}),
@@ -39,33 +36,7 @@ COMBINATIONS: list[tuple[str, dict[str, Any]]] = [
     ("page 40 (offset 2000)", {"offset": 2000}),
     ("limit 200", {"limit": 200}),
 ]
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
-    return ordered[index]
-
-
-async def recreate_database(admin_url: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        await conn.close()
-
-
-async def drop_database(admin_url: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-    finally:
-        await conn.close()
+WARM_UP = 20  # requests per combination before measuring
 
 
 async def load(url: str, generated: int) -> None:
@@ -78,7 +49,7 @@ async def load(url: str, generated: int) -> None:
         offerings = [*demo_offerings(), *generated_offerings(generated, seed=2027)]
         counts = await load_catalogue(db, demo_nodes(), offerings, emit=False)
         async with db.pool.acquire() as conn:
-            await conn.execute("ANALYZE")
+            await conn.execute("VACUUM ANALYZE")
         print(f"loaded {counts['offerings_created']} offerings in {time.perf_counter() - started:.1f} s")
     finally:
         await db.close()
@@ -92,9 +63,10 @@ def free_port() -> int:
 
 async def measure(base_url: str, requests: int) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {name: [] for name, _ in COMBINATIONS}
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-        for _name, params in COMBINATIONS:  # warm-up
-            for _ in range(20):
+    limits = httpx.Limits(max_keepalive_connections=1, max_connections=1)
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, limits=limits) as client:
+        for _name, params in COMBINATIONS:
+            for _ in range(WARM_UP):
                 (await client.get("/offerings", params=params)).raise_for_status()
         for index in range(requests):
             name, params = COMBINATIONS[index % len(COMBINATIONS)]
@@ -107,55 +79,40 @@ async def measure(base_url: str, requests: int) -> dict[str, list[float]]:
 
 
 def report(timings: dict[str, list[float]]) -> float:
-    print(f"{'combination':<24}{'n':>6}{'total':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    print(f"{'combination':<24}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
     for name, values in timings.items():
         print(
-            f"{name:<24}{len(values):>6}{'':>8}{statistics.median(values):>9.2f}"
+            f"{name:<24}{len(values):>6}{statistics.median(values):>9.2f}"
             f"{percentile(values, 95):>9.2f}{percentile(values, 99):>9.2f}"
         )
     every = [value for values in timings.values() for value in values]
     p99 = percentile(every, 99)
     print(
-        f"{'all':<24}{len(every):>6}{'':>8}{statistics.median(every):>9.2f}"
-        f"{percentile(every, 95):>9.2f}{p99:>9.2f}"
+        f"{'all':<24}{len(every):>6}{statistics.median(every):>9.2f}{percentile(every, 95):>9.2f}{p99:>9.2f}"
     )
     print(f"goal p99 < 20 ms: {'met' if p99 < 20 else 'NOT met'}")
     return p99
 
 
 async def run(generated: int, requests: int) -> None:
-    base = Settings()
-    admin_url = with_database(base.database_url, "postgres")
-    url = with_database(base.database_url, BENCH_DB)
-    await recreate_database(admin_url)
-    try:
-        await load(url, generated)
-        settings = base.model_copy(update={"database_url": url, "log_level": "WARNING"})
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    async with sandbox("catalogue") as box:
+        await load(box.database_url, generated)
         port = free_port()
-        config = uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
+        server = Processes(
+            "catalogue", 1, {"QTI_DATABASE_URL": box.database_url, "QTI_AMQP_URL": box.amqp_url}, port
         )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        for _ in range(400):  # up to 20 s for start-up (migrations, broker)
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            await server.start()
+            print(f"server pid: {server.procs[0].pid}")
+            base_url = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=base_url) as client:
                 total = (await client.get("/offerings")).json()["total"]
             print(f"published offerings visible: {total}")
-            report(await measure(f"http://127.0.0.1:{port}", requests))
+            report(await measure(base_url, requests))
         finally:
-            server.should_exit = True
-            await serving
-    finally:
-        await drop_database(admin_url)
+            server.stop()
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ from services.catalogue.domain import (
     ValidationProblem,
     effective_registration_deadline,
     seats_left,
-    teaching_units,
     total_teaching_units,
 )
 
@@ -252,13 +251,9 @@ def _changes(body: OfferingPatch) -> dict[str, Any]:
     return changes
 
 
-def _iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in Europe/Berlin local time with offset."""
-    return moment.astimezone(BERLIN).isoformat() if moment is not None else None
-
-
 def _offering_fields(item: store.StoredOffering, now: datetime) -> dict[str, Any]:
-    """JSON-ready fields of `OfferingOut` (built as plain data: listings are hot paths)."""
+    """JSON-ready fields of `OfferingOut`. Listings build the same in SQL (`store.search_offerings_json`);
+    tests/catalogue/test_listing_json.py keeps the two equal."""
     offering = item.offering
     node = item.node
     assert node is not None
@@ -275,21 +270,12 @@ def _offering_fields(item: store.StoredOffering, now: datetime) -> dict[str, Any
         "title": offering.title,
         "description": offering.description,
         "target_group": offering.target_group,
-        "sessions": [
-            {
-                "session_id": str(s.session_id),
-                "starts_at": _iso(s.starts_at),
-                "ends_at": _iso(s.ends_at),
-                "location": s.location,
-                "teaching_units": teaching_units(s),
-            }
-            for s in offering.sessions
-        ],
+        "sessions": store.session_fields(offering.sessions),
         "total_units": total_teaching_units(offering.sessions),
-        "starts_at": _iso(min(s.starts_at for s in offering.sessions)),
-        "ends_at": _iso(max(s.ends_at for s in offering.sessions)),
+        "starts_at": store.iso_local(min(s.starts_at for s in offering.sessions)),
+        "ends_at": store.iso_local(max(s.ends_at for s in offering.sessions)),
         "capacity": offering.capacity,
-        "registration_deadline": _iso(offering.registration_deadline),
+        "registration_deadline": store.iso_local(offering.registration_deadline),
         "registration_open": offering.status is OfferingStatus.PUBLISHED
         and deadline is not None
         and now < deadline,
@@ -318,6 +304,19 @@ def staff_offering(item: store.StoredOffering, now: datetime) -> dict[str, Any]:
         "updated_at": item.updated_at.isoformat(),
         "published_at": item.published_at.isoformat() if item.published_at else None,
     }
+
+
+async def _listing(
+    db: Database, criteria: store.OfferingFilter, *, limit: int, offset: int, staff: bool
+) -> Response:
+    """A page of `OfferingPage` / `StaffOfferingPage`: Postgres builds the items' JSON in the query
+    (the same fields as `public_offering` / `staff_offering`), so no per-item work happens here."""
+    async with db.pool.acquire() as conn:
+        items, total = await store.search_offerings_json(
+            conn, criteria, limit=limit, offset=offset, now=datetime.now(UTC), staff=staff
+        )
+    body = f'{{"items":{items},"total":{total},"limit":{limit},"offset":{offset}}}'
+    return Response(body, media_type="application/json")
 
 
 def _node_out(node: Node) -> NodeOut:
@@ -559,16 +558,7 @@ def public_router(db: Database) -> APIRouter:
             message = "Entwürfe sind nicht öffentlich."
             raise Problem(422, f"status: {message}", errors=[{"field": "status", "message": message}])
         criteria = _filter(statuses, node, county, topic, kind, from_, to, q, available)
-        async with db.pool.acquire() as conn:
-            items, total = await store.search_offerings(conn, criteria, limit=limit, offset=offset)
-        now = datetime.now(UTC)
-        page = {
-            "items": [public_offering(item, now) for item in items],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-        return _json(page)
+        return await _listing(db, criteria, limit=limit, offset=offset, staff=False)
 
     @router.get(
         "/offerings/{offering_id}",
@@ -725,16 +715,7 @@ def staff_read_router(db: Database, runtime: ServiceRuntime) -> APIRouter:
         offset: OffsetQuery = 0,
     ) -> Response:
         criteria = _filter(status or list(OfferingStatus), node, county, topic, kind, from_, to, q, available)
-        async with db.pool.acquire() as conn:
-            items, total = await store.search_offerings(conn, criteria, limit=limit, offset=offset)
-        now = datetime.now(UTC)
-        page = {
-            "items": [staff_offering(item, now) for item in items],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-        return _json(page)
+        return await _listing(db, criteria, limit=limit, offset=offset, staff=True)
 
     @router.get(
         "/staff/offerings/{offering_id}",

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from qti_contracts.events import OfferingKind, OfferingStatus, Topic
+from qti_contracts.events import KIND_LABELS, TOPIC_LABELS, OfferingKind, OfferingStatus, Topic
 from services.catalogue.domain import Node, Offering, OfferingSession, offering_payload, teaching_units
 
 _OFFERING_COLUMNS = (
@@ -21,6 +22,28 @@ _OFFERING_COLUMNS = (
     " o.registration_deadline, o.fee_eur, o.max_per_company, o.waitlist_limit, o.status, o.revision,"
     " o.etag, o.cancel_reason, o.created_at, o.updated_at, o.published_at"
 )
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def iso_local(moment: datetime | None) -> str | None:
+    """ISO 8601 in Europe/Berlin local time with offset (the API's format for dates of offerings)."""
+    return moment.astimezone(BERLIN).isoformat() if moment is not None else None
+
+
+def session_fields(sessions: Sequence[OfferingSession]) -> list[dict[str, Any]]:
+    """JSON-ready `SessionOut` items."""
+    return [
+        {
+            "session_id": str(s.session_id),
+            "starts_at": iso_local(s.starts_at),
+            "ends_at": iso_local(s.ends_at),
+            "location": s.location,
+            "teaching_units": teaching_units(s),
+        }
+        for s in sessions
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +279,12 @@ def _values(offering: Offering) -> tuple[Any, ...]:
         compute_etag(offering),
         first,
         last,
+        # The listing's pre-formatted fields (see `search_offerings_json`).
+        json.dumps(session_fields(offering.sessions), ensure_ascii=False),
+        sum(teaching_units(session) for session in offering.sessions),
+        iso_local(first),
+        iso_local(last),
+        iso_local(offering.registration_deadline),
     )
 
 
@@ -266,8 +295,10 @@ async def insert_offering(conn: asyncpg.Connection, offering: Offering, *, if_mi
     inserted = await conn.fetchval(
         "INSERT INTO offerings (offering_id, node_id, kind, topic, title, description, target_group,"
         " capacity, registration_deadline, fee_eur, max_per_company, waitlist_limit, status, revision,"
-        " etag, first_starts_at, last_ends_at, published_at)"
-        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17{published})"
+        " etag, first_starts_at, last_ends_at, listing_sessions, listing_units, listing_starts,"
+        " listing_ends, listing_deadline, published_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+        f" $18, $19, $20, $21, $22{published})"
         f"{conflict} RETURNING true",
         *_values(offering),
     )
@@ -290,10 +321,11 @@ async def update_offering(
         "UPDATE offerings SET node_id = $2, kind = $3, topic = $4, title = $5, description = $6,"
         " target_group = $7, capacity = $8, registration_deadline = $9, fee_eur = $10,"
         " max_per_company = $11, waitlist_limit = $12, status = $13, revision = $14, etag = $15,"
-        " first_starts_at = $16, last_ends_at = $17, updated_at = now(),"
+        " first_starts_at = $16, last_ends_at = $17, listing_sessions = $18, listing_units = $19,"
+        " listing_starts = $20, listing_ends = $21, listing_deadline = $22, updated_at = now(),"
         " published_at = CASE WHEN $13 = 'published' AND published_at IS NULL THEN now()"
         "                     ELSE published_at END,"
-        " cancel_reason = coalesce($18, cancel_reason)"
+        " cancel_reason = coalesce($23, cancel_reason)"
         " WHERE offering_id = $1",
         *values,
         cancel_reason,
@@ -304,15 +336,16 @@ async def update_offering(
     return str(values[14])
 
 
-def _where(criteria: OfferingFilter) -> tuple[str, list[Any]]:
+def _where(criteria: OfferingFilter, *, first: int = 1) -> tuple[str, list[Any]]:
     """Conditions on `offerings o` alone (node and seat criteria as subqueries), so that the
-    listing index can deliver rows in order and the page is cut before any join."""
+    listing index can deliver rows in order and the page is cut before any join. Placeholders
+    are numbered from `first` on."""
     clauses: list[str] = []
     args: list[Any] = []
 
     def arg(value: Any) -> str:
         args.append(value)
-        return f"${len(args)}"
+        return f"${first + len(args) - 1}"
 
     def one_of(column: str, values: Sequence[Any], cast: str) -> str:
         # A single value as `=` lets the planner use the (column, status, first_starts_at) indexes.
@@ -339,35 +372,103 @@ def _where(criteria: OfferingFilter) -> tuple[str, list[Any]]:
         pattern = "%" + criteria.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         placeholder = arg(pattern)
         clauses.append(f"o.search_text LIKE lower({placeholder})")  # lower-cased column, trigram index
-    confirmed = "coalesce((SELECT c.confirmed FROM occupancy c WHERE c.offering_id = o.offering_id), 0)"
+    # Booked out = a seat snapshot with confirmed >= capacity (no snapshot: nothing confirmed yet). As
+    # (NOT) EXISTS the planner can use a hash (anti-)join instead of a subquery per offering.
+    booked_out = (
+        "EXISTS (SELECT 1 FROM occupancy c WHERE c.offering_id = o.offering_id AND c.confirmed >= o.capacity)"
+    )
     if criteria.available is True:
-        clauses.append(f"o.capacity > {confirmed}")
+        clauses.append(f"NOT {booked_out}")
     elif criteria.available is False:
-        clauses.append(f"o.capacity <= {confirmed}")
+        clauses.append(booked_out)
     return " AND ".join(clauses), args
 
 
-async def search_offerings(
-    conn: asyncpg.Connection, criteria: OfferingFilter, *, limit: int, offset: int
-) -> tuple[list[StoredOffering], int]:
-    """One page in stable order (first session start, then id) and the total number of matches."""
-    where, args = _where(criteria)
-    page = (
-        f"(SELECT {_OFFERING_COLUMNS}, o.first_starts_at FROM offerings o WHERE {where}"
-        f" ORDER BY o.first_starts_at, o.offering_id LIMIT {int(limit)} OFFSET {int(offset)}) o"
+def _utc_iso(expr: str) -> str:
+    """SQL text for `datetime.isoformat()` of a timestamptz as asyncpg returns it (UTC):
+    `2027-01-10T12:00:00+00:00`, `.ffffff` only when there are microseconds; NULL stays NULL."""
+    utc = f"({expr} AT TIME ZONE 'UTC')"
+    return (
+        f"(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+        f" || CASE WHEN extract(microseconds FROM {utc})::bigint % 1000000 <> 0"
+        f" THEN to_char({utc}, '.US') ELSE '' END || '+00:00')"
     )
-    records = await conn.fetch(
-        f"SELECT {_OFFERING_COLUMNS}{_EXTRA_COLUMNS} FROM {page}{_EXTRA_JOINS}"
-        " ORDER BY o.first_starts_at, o.offering_id",
-        *args,
+
+
+def _label_sql(column: str, labels: Mapping[Any, str]) -> str:
+    """The German label of an enum column as a CASE over literals (no per-row lookup)."""
+
+    def literal(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    cases = " ".join(f"WHEN {literal(key.value)} THEN {literal(label)}" for key, label in labels.items())
+    return f"(CASE {column} {cases} END)"
+
+
+# One listing item as JSON, built by Postgres in the key order of `api.OfferingOut` (and
+# `api.StaffOfferingOut`), with the same values as `api._offering_fields`; a test keeps the two equal.
+# `$1` is the current time, `$2` / `$3` limit and offset; `{staff}` takes the staff fields.
+_ITEM_JSON = (
+    "json_build_object("
+    "'offering_id', o.offering_id, 'node_id', o.node_id,"
+    " 'node', json_build_object('node_id', n.node_id, 'name', n.name, 'town', n.town, 'county', n.county),"
+    " 'kind', o.kind, 'kind_label', "
+    + _label_sql("o.kind", KIND_LABELS)
+    + ", 'topic', o.topic, 'topic_label', "
+    + _label_sql("o.topic", TOPIC_LABELS)
+    + ", 'title', o.title, 'description', o.description,"
+    " 'target_group', o.target_group, 'sessions', o.listing_sessions,"
+    " 'total_units', o.listing_units, 'starts_at', o.listing_starts, 'ends_at', o.listing_ends,"
+    " 'capacity', o.capacity, 'registration_deadline', o.listing_deadline,"
+    " 'registration_open', o.status = 'published'"
+    " AND $1::timestamptz < coalesce(o.registration_deadline, o.first_starts_at),"
+    # float(Decimal) as Python's json writes it: 49.9, 25.0, 0.0
+    " 'fee_eur', CASE WHEN o.fee_eur = trunc(o.fee_eur) THEN trunc(o.fee_eur)::numeric(12, 1)"
+    " ELSE trim_scale(o.fee_eur) END,"
+    " 'max_per_company', o.max_per_company, 'waitlist_limit', o.waitlist_limit, 'status', o.status,"
+    " 'revision', o.revision, 'cancel_reason', o.cancel_reason,"
+    " 'confirmed', coalesce(oc.confirmed, 0), 'waitlisted', coalesce(oc.waitlisted, 0),"
+    " 'seats_left', greatest(o.capacity - coalesce(oc.confirmed, 0), 0),"
+    f" 'seats_as_of', {_utc_iso('oc.as_of')}"
+    "{staff})"
+)
+_STAFF_JSON = (
+    f", 'etag', o.etag, 'created_at', {_utc_iso('o.created_at')},"
+    f" 'updated_at', {_utc_iso('o.updated_at')}, 'published_at', {_utc_iso('o.published_at')}"
+)
+
+
+async def search_offerings_json(
+    conn: asyncpg.Connection,
+    criteria: OfferingFilter,
+    *,
+    limit: int,
+    offset: int,
+    now: datetime,
+    staff: bool = False,
+) -> tuple[str, int]:
+    """One page in stable order (first session start, then id) as a JSON array of listing items, and
+    the total number of matches, in one round trip. The page is cut on `offerings` alone (index order)
+    before node and seats are joined (sessions are stored pre-formatted); the count runs only when
+    the page does not tell it."""
+    where, filter_args = _where(criteria, first=4)
+    lim, off = "$2::bigint", "$3::bigint"  # parameters, so that one prepared statement serves all pages
+    item = _ITEM_JSON.replace("{staff}", _STAFF_JSON if staff else "")
+    sql = (
+        "WITH page AS MATERIALIZED ("
+        f" SELECT o.* FROM offerings o WHERE {where}"
+        f" ORDER BY o.first_starts_at, o.offering_id LIMIT {lim} OFFSET {off}),"
+        " found AS (SELECT count(*) AS n FROM page)"
+        f" SELECT (SELECT coalesce(json_agg({item} ORDER BY o.first_starts_at, o.offering_id), '[]'::json)"
+        "          FROM page o JOIN nodes n ON n.node_id = o.node_id"
+        "          LEFT JOIN occupancy oc ON oc.offering_id = o.offering_id)::text AS items,"
+        f" CASE WHEN found.n < {lim} AND (found.n > 0 OR {off} = 0) THEN {off} + found.n"
+        f" ELSE (SELECT count(*) FROM offerings o WHERE {where}) END AS total"
+        " FROM found"
     )
-    if len(records) < limit and (records or offset == 0):
-        total = offset + len(records)
-    else:
-        total = int(await conn.fetchval(f"SELECT count(*) FROM offerings o WHERE {where}", *args))
-    sessions = await _sessions_of(conn, [record["offering_id"] for record in records])
-    items = [_stored(record, sessions[record["offering_id"]], with_extras=True) for record in records]
-    return items, total
+    record = await conn.fetchrow(sql, now, limit, offset, *filter_args)
+    assert record is not None
+    return str(record["items"]), int(record["total"])
 
 
 async def calendar_offerings(conn: asyncpg.Connection, node_id: UUID) -> list[StoredOffering]:

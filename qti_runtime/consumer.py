@@ -29,6 +29,7 @@ from qti_contracts.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue
 from qti_runtime import metrics
 from qti_runtime.broker import PUBLISH_TIMEOUT_SECONDS, QueueSpec
 from qti_runtime.logging import get_logger
+from qti_runtime.tracing import consume_span, mark_error
 
 log = get_logger(__name__)
 
@@ -159,24 +160,35 @@ class Consumer:
         self, message: RabbitMessage, delivery: Delivery, event: RawEvent, handler: Handler
     ) -> None:
         started = time.perf_counter()
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(is_transient),
-                stop=stop_after_delay(self._transient_retry_seconds),
-                wait=wait_exponential_jitter(multiplier=0.1, max=2.0),
-                reraise=True,
-            ):
-                with attempt:
-                    await handler(event, delivery)
-        except DeadLetter as exc:
-            await self._dead_letter(message, delivery, exc.reason, exc.kind, event.type)
-            return
-        except Exception as exc:
-            await self._failed(message, delivery, event, exc)
-            return
-        finally:
-            metrics.HANDLER_SECONDS.labels(self._service, event.type).observe(time.perf_counter() - started)
-        await message.ack()
+        with consume_span(
+            delivery.headers,
+            event_type=event.type,
+            event_id=event.id,
+            queue=self._queue,
+            correlation_id=event.correlationid,
+        ) as span:
+            try:
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception(is_transient),
+                    stop=stop_after_delay(self._transient_retry_seconds),
+                    wait=wait_exponential_jitter(multiplier=0.1, max=2.0),
+                    reraise=True,
+                ):
+                    with attempt:
+                        await handler(event, delivery)
+            except DeadLetter as exc:
+                mark_error(span, f"dead-lettered: {exc.reason}", exc)
+                await self._dead_letter(message, delivery, exc.reason, exc.kind, event.type)
+                return
+            except Exception as exc:
+                mark_error(span, repr(exc), exc)
+                await self._failed(message, delivery, event, exc)
+                return
+            finally:
+                metrics.HANDLER_SECONDS.labels(self._service, event.type).observe(
+                    time.perf_counter() - started
+                )
+            await message.ack()
         metrics.MESSAGES_HANDLED.labels(self._service, self._queue, event.type, "ok").inc()
 
     async def _failed(

@@ -32,6 +32,7 @@ from qti_runtime.logging import configure_logging, get_logger
 from qti_runtime.migrations import migrate
 from qti_runtime.outbox import OutboxRelay
 from qti_runtime.settings import Settings
+from qti_runtime.tracing import configure_tracing
 
 log = get_logger(__name__)
 
@@ -96,6 +97,7 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)
+        configure_tracing(self.name, self.settings.otel_exporter)
         await self.db.connect()
         async with self.db.pool.acquire() as conn:
             await migrate(conn, self.name, self.migrations)

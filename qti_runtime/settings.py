@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=15.0, ge=0)
     log_level: str = "INFO"
     log_json: bool = True
-    otel_exporter: str = Field(default="none", description="none | console | otlp")
+    otel_exporter: str = Field(default="none", description="none, console or otlp (tracing exporter)")
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,7 @@ from qti_contracts.envelope import CloudEvent
 from qti_contracts.topology import EVENTS_EXCHANGE
 from qti_runtime.db import Database
 from qti_runtime.outbox import OutboxMessage, add_to_outbox
+from qti_runtime.tracing import inject_trace_headers
 
 
 class UnitOfWork:
@@ -38,10 +40,14 @@ class UnitOfWork:
     def emit(
         self, event: CloudEvent[Any], *, exchange: str = EVENTS_EXCHANGE, routing_key: str | None = None
     ) -> None:
-        self._outgoing.append(OutboxMessage.of_event(event, exchange=exchange, routing_key=routing_key))
+        message = OutboxMessage.of_event(
+            event, exchange=exchange, routing_key=routing_key, headers=inject_trace_headers()
+        )
+        self._outgoing.append(message)
 
     def reply(self, event: CloudEvent[Any], reply_to: str, correlation_id: str | None = None) -> None:
-        self._outgoing.append(OutboxMessage.reply(event, reply_to, correlation_id))
+        message = OutboxMessage.reply(event, reply_to, correlation_id)
+        self._outgoing.append(replace(message, headers=inject_trace_headers()))
 
     @property
     def outgoing(self) -> list[OutboxMessage]:

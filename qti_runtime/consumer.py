@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import aio_pika.exceptions
 import aiormq.exceptions
@@ -50,6 +50,7 @@ class Delivery:
 
 
 Handler = Callable[[RawEvent, Delivery], Awaitable[None]]
+UnknownTypes = Literal["dead-letter", "ignore"]
 
 
 class DeadLetter(Exception):
@@ -67,6 +68,9 @@ class Subscription:
     handlers: Mapping[str, Handler]
     description: str = ""
     title: str | None = None
+    # Types without a handler are dead-lettered unless the subscription says what to do with them
+    # (a wildcard binding also receives types introduced after this code was written).
+    unknown_types: UnknownTypes = "dead-letter"
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -147,6 +151,12 @@ class Consumer:
             return
         event = decoded.event
         handler = self._subscription.handlers.get(event.type)
+        if handler is None and self._subscription.unknown_types == "ignore":
+            # Forward compatible, and nothing of the message is kept (it may carry personal data).
+            await message.ack()
+            log.info("message.ignored_unknown_type", event_type=event.type, queue=self._queue)
+            metrics.MESSAGES_HANDLED.labels(self._service, self._queue, "unknown", "ignored").inc()
+            return
         if handler is None:
             reason = f"no handler for event type {event.type!r} on queue {self._queue}"
             await self._dead_letter(message, delivery, reason, "unknown_type", event.type)

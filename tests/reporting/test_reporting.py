@@ -198,3 +198,36 @@ def _cell(text: str) -> Any:
 
 def _strip(document: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k != "generated_at"}
+
+
+async def test_unknown_future_type_is_skipped_not_parked_with_personal_data(
+    reporting: Any, amqp_url: str
+) -> None:
+    """A type added later reaches reporting through its wildcard binding; nothing of it may be kept."""
+    from qti_contracts import make_event
+    from support import get_messages
+
+    secret = {"participant": {"email": "zukunft@example.de", "family_name": "Zukunft"}}
+    known = make_event(
+        "catalogue.node.published",
+        {
+            "node_id": "qti-gotha",
+            "name": "QTI-Knoten Gotha",
+            "town": "Gotha",
+            "county": "Gotha",
+            "host": "VHS-Bildungswerk",
+            "address": "Gleichenstraße 48, 99867 Gotha",
+            "opened_on": "2024-03-01",
+        },
+        source="/tests",
+    )
+    await reporting.publish([make_event("registration.requested.v2", secret, source="/tests"), known])
+    await reporting.wait_ingested(1)
+    assert await get_messages(amqp_url, "reporting.dead-letter", expect=1, timeout=1.0) == []
+    conn = await reporting.connect()
+    try:
+        logged = await conn.fetch("SELECT type, data::text AS data FROM reporting.event_log")
+    finally:
+        await conn.close()
+    assert [row["type"] for row in logged] == ["catalogue.node.published"]
+    assert all("zukunft" not in row["data"].lower() for row in logged)

@@ -207,17 +207,6 @@ class RegistrationService:
             return
         registration_id = str(uuid.uuid4())
         status = Status.CONFIRMED if isinstance(decision, Confirm) else Status.WAITLISTED
-        await store.insert_registration(
-            uow.conn,
-            registration_id=registration_id,
-            request_id=ctx.request_id,
-            offering_id=seats.offering_id,
-            status=status,
-            email=email,
-            company_key=company,
-            participant=request.participant.model_dump(mode="json"),
-            company=request.company.model_dump(mode="json"),
-        )
         common = {
             "registration_id": registration_id,
             "request_id": ctx.request_id,
@@ -235,7 +224,27 @@ class RegistrationService:
         else:
             outcome = RegistrationConfirmed(**common, occupancy=ledger.change(confirmed=1))
             type_ = RoutingKey.REGISTRATION_CONFIRMED
-        await self._answer(uow, ctx, seats.offering_id, type_, outcome, subject=registration_id)
+        event = self._publish_outcome(uow, ctx, type_, outcome, subject=registration_id)
+        # Registration row, seat counters and the request's outcome in one statement (one round trip).
+        await store.record_decision(
+            uow.conn,
+            store.NewRegistration(
+                registration_id=registration_id,
+                request_id=ctx.request_id,
+                offering_id=seats.offering_id,
+                status=status,
+                email=email,
+                company_key=company,
+                participant=request.participant.model_dump(mode="json"),
+                company=request.company.model_dump(mode="json"),
+            ),
+            confirmed=ledger.confirmed,
+            waitlisted=ledger.waitlisted,
+            seat_version=ledger.version,
+            outcome_type=type_,
+            outcome_json=event.model_dump_json(),
+        )
+        ledger.changed = False  # the counters are written; a later change in this transaction sets it again
 
     async def _reject(
         self,
@@ -252,6 +261,15 @@ class RegistrationService:
             uow, ctx, offering_id, RoutingKey.REGISTRATION_REJECTED, outcome, subject=ctx.request_id
         )
 
+    def _publish_outcome(
+        self, uow: UnitOfWork, ctx: RequestContext, type_: str, payload: BaseModel, *, subject: str
+    ) -> CloudEvent[Any]:
+        event = make_event(type_, payload, source=SOURCE, subject=subject, correlationid=ctx.correlation_id)
+        uow.emit(event)
+        if ctx.reply_to:
+            uow.reply(event, ctx.reply_to, ctx.reply_correlation_id)
+        return event
+
     async def _answer(
         self,
         uow: UnitOfWork,
@@ -262,10 +280,7 @@ class RegistrationService:
         *,
         subject: str,
     ) -> None:
-        event = make_event(type_, payload, source=SOURCE, subject=subject, correlationid=ctx.correlation_id)
-        uow.emit(event)
-        if ctx.reply_to:
-            uow.reply(event, ctx.reply_to, ctx.reply_correlation_id)
+        event = self._publish_outcome(uow, ctx, type_, payload, subject=subject)
         await store.record_outcome(uow.conn, ctx.request_id, offering_id, type_, event.model_dump_json())
 
     async def submit(

@@ -169,32 +169,57 @@ def _registration(record: asyncpg.Record) -> RegistrationRow:
     )
 
 
-async def insert_registration(
+@dataclass(frozen=True)
+class NewRegistration:
+    registration_id: str
+    request_id: str
+    offering_id: str
+    status: Status
+    email: str
+    company_key: str
+    participant: dict[str, Any]
+    company: dict[str, Any]
+
+
+async def record_decision(
     conn: asyncpg.Connection,
+    registration: NewRegistration,
     *,
-    registration_id: str,
-    request_id: str,
-    offering_id: str,
-    status: Status,
-    email: str,
-    company_key: str,
-    participant: dict[str, Any],
-    company: dict[str, Any],
+    confirmed: int,
+    waitlisted: int,
+    seat_version: int,
+    outcome_type: str,
+    outcome_json: str,
 ) -> None:
+    """The registration row, the offering's seat counters and the request's outcome, in one statement."""
     await conn.execute(
         """
-        INSERT INTO registrations (registration_id, request_id, offering_id, status, email, company_key,
-                                   participant, company)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)
+        WITH registration AS (
+            INSERT INTO registrations (registration_id, request_id, offering_id, status, email, company_key,
+                                       participant, company)
+            VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)
+        ), seats AS (
+            UPDATE offerings SET confirmed = $9, waitlisted = $10, seat_version = $11, updated_at = now()
+            WHERE offering_id = $3
+        )
+        INSERT INTO requests (request_id, offering_id, status, outcome_type, outcome, decided_at)
+        VALUES ($2, $3, 'decided', $12, $13::jsonb, now())
+        ON CONFLICT (request_id) DO UPDATE SET status = 'decided', outcome_type = EXCLUDED.outcome_type,
+            outcome = EXCLUDED.outcome, decided_at = now(), envelope = NULL
         """,
-        registration_id,
-        request_id,
-        offering_id,
-        status.value,
-        email,
-        company_key,
-        json.dumps(participant),
-        json.dumps(company),
+        registration.registration_id,
+        registration.request_id,
+        registration.offering_id,
+        registration.status.value,
+        registration.email,
+        registration.company_key,
+        json.dumps(registration.participant),
+        json.dumps(registration.company),
+        confirmed,
+        waitlisted,
+        seat_version,
+        outcome_type,
+        outcome_json,
     )
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aio_pika.exceptions
 import aiormq.exceptions
@@ -20,7 +20,7 @@ import asyncpg
 import structlog
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from qti_contracts.envelope import CONTENT_TYPE, RawEvent
@@ -60,6 +60,17 @@ class DeadLetter(Exception):
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
+
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+
+def parse_payload(model: type[PayloadT], event: RawEvent) -> PayloadT:
+    """The event's data as `model`; data that can never be valid is dead-lettered with the reason."""
+    try:
+        return model.model_validate(event.data)
+    except ValidationError as exc:
+        raise DeadLetter(f"invalid {event.type} data: {readable_errors(exc)}", "invalid_data") from exc
 
 
 @dataclass(frozen=True)

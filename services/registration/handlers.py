@@ -31,7 +31,7 @@ from qti_contracts import (
     readable_errors,
 )
 from qti_contracts.events import Identifier
-from qti_runtime.consumer import DeadLetter, Delivery
+from qti_runtime.consumer import Delivery, parse_payload
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
 from qti_runtime.unit_of_work import UnitOfWork, unit_of_work
@@ -326,10 +326,7 @@ class RegistrationService:
     # Cancellations -------------------------------------------------------------------------------
 
     async def on_cancellation_requested(self, event: RawEvent, delivery: Delivery) -> None:
-        try:
-            command = RegistrationCancellationRequested.model_validate(event.data)
-        except ValidationError as exc:
-            raise DeadLetter(f"invalid cancellation request: {readable_errors(exc)}", "invalid_data") from exc
+        command = parse_payload(RegistrationCancellationRequested, event)
         async with unit_of_work(self.db) as uow:
             if not await uow.claim(REQUESTS_CONSUMER, event.id):
                 return
@@ -437,10 +434,7 @@ class RegistrationService:
     # Catalogue -----------------------------------------------------------------------------------
 
     async def on_offering_changed(self, event: RawEvent, delivery: Delivery) -> None:
-        try:
-            state = OfferingState.model_validate(event.data)
-        except ValidationError as exc:
-            raise DeadLetter(f"invalid offering: {readable_errors(exc)}", "invalid_data") from exc
+        state = parse_payload(OfferingState, event)
         async with unit_of_work(self.db) as uow:
             if not await uow.claim(CATALOGUE_CONSUMER, event.id):
                 return
@@ -470,10 +464,7 @@ class RegistrationService:
             await ledger.save(uow)
 
     async def on_offering_cancelled(self, event: RawEvent, delivery: Delivery) -> None:
-        try:
-            cancelled = OfferingCancelled.model_validate(event.data)
-        except ValidationError as exc:
-            raise DeadLetter(f"invalid cancellation: {readable_errors(exc)}", "invalid_data") from exc
+        cancelled = parse_payload(OfferingCancelled, event)
         async with unit_of_work(self.db) as uow:
             if not await uow.claim(CATALOGUE_CONSUMER, event.id):
                 return

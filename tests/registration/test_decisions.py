@@ -268,3 +268,16 @@ async def test_attendance_and_completion(harness: Harness) -> None:
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
     unknown = {"records": [{"registration_id": "nope", "attended": True}]}
     assert (await harness.client.put(url.format("s0"), json=unknown, headers=staff)).status_code == 404
+
+
+async def test_invalid_cancellation_and_offering_data_are_dead_lettered_with_reason(
+    harness: Harness, amqp_url: str
+) -> None:
+    await harness.publish("registration.cancellation_requested", {"reason": "ohne Anmeldung"})
+    await harness.publish("catalogue.offering.published", {"offering_id": "kaputt", "capacity": 0})
+    dead = await get_messages(amqp_url, "registration.dead-letter", expect=2)
+    reasons = sorted(str(m.headers["x-qti-error"]) for m in dead)
+    assert reasons[0].startswith("invalid catalogue.offering.published data:") and "capacity" in reasons[0]
+    assert reasons[1].startswith("invalid registration.cancellation_requested data:")
+    assert "registration_id" in reasons[1]
+    assert {m.headers["x-qti-error-kind"] for m in dead} == {"invalid_data"}

@@ -201,8 +201,13 @@ async def _startup(
     host = _local_host(settings)
     urls = {s: f"http://{host}:{settings.port_of(s)}/readyz" for s in services}
     timeout = float(os.environ.get("QTI_RUN_READY_TIMEOUT", READY_TIMEOUT_SECONDS))
+    # Demo data is announced once, as events: every consumer must have its queue bound before that,
+    # or it would never hear of the demo nodes and offerings. So wait for all services first.
+    not_ready = await _wait_ready(urls, timeout)
+    if not_ready:
+        supervisor.say(f"not ready after {timeout:g}s: {', '.join(not_ready)} (see their output above)")
     if demo and "catalogue" in services:
-        if await _wait_ready({"catalogue": urls["catalogue"]}, timeout):
+        if "catalogue" in not_ready:
             supervisor.say("catalogue did not become ready: demo data not loaded")
         elif not ops.module_available(DEMO_MODULE):
             supervisor.say(f"{DEMO_MODULE} is not installed: no demo data loaded")
@@ -212,9 +217,6 @@ async def _startup(
             )
             code = await supervisor.wait_oneshot("demo-data")
             supervisor.say("demo data loaded" if code == 0 else f"loading demo data failed (exit {code})")
-    not_ready = await _wait_ready(urls, timeout)
-    if not_ready:
-        supervisor.say(f"not ready after {timeout:g}s: {', '.join(not_ready)} (see their output above)")
     supervisor.say(_banner(settings, services, mail_sink))
 
 

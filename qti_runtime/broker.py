@@ -67,6 +67,9 @@ def create_broker(settings: Settings, service: str, *, prefetch: int | None = No
         description=f"qti-net {service} service",
         # FastStream logs every message; at hundreds per second that belongs at DEBUG, not INFO.
         log_level=logging.DEBUG,
+        # Handlers take the raw message and parse the envelope themselves. Without this, FastDepends
+        # resolves the message argument in a worker thread, one thread hop per message.
+        apply_types=False,
     )
 
 

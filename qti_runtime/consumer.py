@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -20,6 +21,7 @@ import asyncpg
 import structlog
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
+from opentelemetry.trace import Span
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
@@ -27,6 +29,7 @@ from qti_contracts.envelope import CONTENT_TYPE, RawEvent
 from qti_contracts.registry import readable_errors
 from qti_contracts.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue
 from qti_runtime import metrics
+from qti_runtime.batching import Batching, MicroBatcher
 from qti_runtime.broker import PUBLISH_TIMEOUT_SECONDS, QueueSpec
 from qti_runtime.logging import get_logger
 from qti_runtime.tracing import consume_span, mark_error
@@ -82,6 +85,8 @@ class Subscription:
     # Types without a handler are dead-lettered unless the subscription says what to do with them
     # (a wildcard binding also receives types introduced after this code was written).
     unknown_types: UnknownTypes = "dead-letter"
+    # Handle known types in batches (one transaction each); `handlers` remain the one-message fallback.
+    batching: Batching | None = None
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -144,6 +149,7 @@ class Consumer:
         self._queue = subscription.spec.name
         self._delivery_limit = delivery_limit
         self._transient_retry_seconds = transient_retry_seconds
+        self._batcher = MicroBatcher(subscription.batching) if subscription.batching else None
 
     async def process(self, message: RabbitMessage) -> None:
         raw = message.raw_message
@@ -175,19 +181,35 @@ class Consumer:
         with structlog.contextvars.bound_contextvars(
             event_id=event.id, event_type=event.type, correlation_id=event.correlationid
         ):
+            if self._batcher is not None and await self._handled_in_batch(message, delivery, event):
+                return
             await self._handle(message, delivery, event, handler)
 
-    async def _handle(
-        self, message: RabbitMessage, delivery: Delivery, event: RawEvent, handler: Handler
-    ) -> None:
-        started = time.perf_counter()
-        with consume_span(
+    def _span(self, delivery: Delivery, event: RawEvent) -> AbstractContextManager[Span]:
+        return consume_span(
             delivery.headers,
             event_type=event.type,
             event_id=event.id,
             queue=self._queue,
             correlation_id=event.correlationid,
-        ) as span:
+        )
+
+    async def _handled_in_batch(self, message: RabbitMessage, delivery: Delivery, event: RawEvent) -> bool:
+        assert self._batcher is not None
+        started = time.perf_counter()
+        with self._span(delivery, event):
+            if not await self._batcher.submit(event, delivery):
+                return False
+        metrics.HANDLER_SECONDS.labels(self._service, event.type).observe(time.perf_counter() - started)
+        await message.ack()
+        metrics.MESSAGES_HANDLED.labels(self._service, self._queue, event.type, "ok").inc()
+        return True
+
+    async def _handle(
+        self, message: RabbitMessage, delivery: Delivery, event: RawEvent, handler: Handler
+    ) -> None:
+        started = time.perf_counter()
+        with self._span(delivery, event) as span:
             try:
                 async for attempt in AsyncRetrying(
                     retry=retry_if_exception(is_transient),

@@ -87,6 +87,7 @@ class ServiceRuntime:
             exchange=subscription.spec.exchange,
             ack_policy=AckPolicy.MANUAL,
             no_reply=True,  # answers to reply_to are outcome events sent through the outbox, not returns
+            decoder=_message_itself,  # the consumer decodes the envelope; hand it the message as it came
             title=subscription.title or f"{subscription.spec.name}:consume",
             description=subscription.description or f"Handles {', '.join(sorted(subscription.handlers))}.",
         )(on_message)
@@ -191,6 +192,10 @@ class ServiceRuntime:
             app.include_router(router)
         app.state.runtime = self
         return app
+
+
+async def _message_itself(message: RabbitMessage) -> RabbitMessage:
+    return message
 
 
 def serve(app: FastAPI, host: str, port: int, *, grace_seconds: float = 15.0) -> None:

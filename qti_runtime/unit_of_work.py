@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -36,6 +36,21 @@ class UnitOfWork:
             event_id,
         )
         return bool(inserted)
+
+    async def claim_many(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """`claim` for a batch in one statement; returns the ids not handled before.
+
+        Ids are inserted in sorted order, so two replicas claiming overlapping batches wait on each other
+        instead of deadlocking.
+        """
+        rows = await self.conn.fetch(
+            "INSERT INTO inbox (consumer, event_id)"
+            " SELECT $1, id FROM unnest($2::text[]) AS id ORDER BY id"
+            " ON CONFLICT DO NOTHING RETURNING event_id",
+            consumer,
+            list(event_ids),
+        )
+        return {row["event_id"] for row in rows}
 
     def emit(
         self, event: CloudEvent[Any], *, exchange: str = EVENTS_EXCHANGE, routing_key: str | None = None

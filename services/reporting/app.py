@@ -34,7 +34,9 @@ def reporting_settings(settings: Settings | None) -> ReportingSettings:
 def build_runtime(settings: Settings | None = None) -> ServiceRuntime:
     config = reporting_settings(settings)
     handlers = ReportingHandlers(config.pseudonym_key.get_secret_value().encode())
-    runtime = ServiceRuntime(SERVICE, config, migrations=MIGRATIONS, subscriptions=subscriptions(handlers))
+    runtime = ServiceRuntime(
+        SERVICE, config, migrations=MIGRATIONS, subscriptions=subscriptions(handlers, config.prefetch)
+    )
     handlers.bind(runtime.db)
     runtime.add_job("kpi-events", kpi_job(runtime.db, config.kpi_debounce_seconds))
     return runtime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qti_contracts import EVENT_TYPES
+from qti_runtime.batching import Batching
 from qti_runtime.broker import QueueSpec
 from qti_runtime.consumer import Subscription
 from services.reporting.handlers import ReportingHandlers
@@ -15,7 +16,9 @@ CONSUMED_TYPES = tuple(
 )
 
 
-def subscriptions(handlers: ReportingHandlers) -> list[Subscription]:
+def subscriptions(handlers: ReportingHandlers, prefetch: int) -> list[Subscription]:
+    # Half the prefetch per transaction: one batch fills while the other commits.
+    batch_size = max(1, prefetch // 2)
     return [
         Subscription(
             EVENTS_QUEUE,
@@ -24,5 +27,6 @@ def subscriptions(handlers: ReportingHandlers) -> list[Subscription]:
             # A type added later (e.g. registration.requested.v2) may carry personal data: it must not be
             # parked unscrubbed in reporting.dead-letter, so reporting skips types it does not know.
             unknown_types="ignore",
+            batching=Batching(handlers.handle_batch, max_size=batch_size),
         )
     ]

@@ -4,7 +4,7 @@ the KPI job publishes changed aggregates through the outbox, debounced."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from qti_contracts import RawEvent, RoutingKey, make_event
@@ -53,6 +53,17 @@ class ReportingHandlers:
             if not await store.append_log(uow.conn, clean):
                 return
             await store.apply(uow.conn, [clean])
+
+    async def handle_batch(self, items: Sequence[tuple[RawEvent, Delivery]]) -> None:
+        """`handle` for many events in one transaction: one inbox insert, one log insert, batched upserts."""
+        # A batch may hold the same event twice (a redelivery next to its original).
+        unique = {event.id: self.scrubbed(event) for event, _ in items}
+        async with unit_of_work(self.db) as uow:
+            fresh = await uow.claim_many(CONSUMER, list(unique))
+            if not fresh:
+                return
+            logged = await store.append_log_many(uow.conn, [e for i, e in unique.items() if i in fresh])
+            await store.apply(uow.conn, logged)
 
 
 async def publish_kpis_if_due(db: Database, debounce_seconds: float) -> bool:

@@ -53,6 +53,21 @@ async def append_log(conn: asyncpg.Connection, event: ScrubbedEvent) -> bool:
     return bool(inserted)
 
 
+async def append_log_many(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> list[ScrubbedEvent]:
+    """Append a batch to the raw log in one statement; returns the events that were not there yet."""
+    rows = await conn.fetch(
+        "INSERT INTO event_log (event_id, type, occurred_at, data)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]::jsonb[])"
+        " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        [e.event_id for e in events],
+        [e.type for e in events],
+        [e.occurred_at for e in events],
+        [json.dumps(e.data) for e in events],
+    )
+    fresh = {row["event_id"] for row in rows}
+    return [e for e in events if e.event_id in fresh]
+
+
 async def log_batches(conn: asyncpg.Connection, batch_size: int = 2000) -> Any:
     """Yield the raw log in order of arrival, in batches (server-side cursor; call in a transaction)."""
     batch: list[ScrubbedEvent] = []
@@ -247,9 +262,14 @@ async def apply(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> No
         if len(rows) == 1:
             await conn.execute(sql, *rows[0])
         elif rows:
-            await conn.executemany(sql, rows)
+            # Rows in key order: replicas upserting overlapping batches then wait instead of deadlocking.
+            await conn.executemany(sql, sorted(rows, key=_lock_order))
     for event in offerings.values():
         await _apply_offering(conn, event)
+
+
+def _lock_order(row: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple(str(value) for value in row[:2])
 
 
 async def _apply_offering(conn: asyncpg.Connection, event: ScrubbedEvent) -> None:

@@ -15,6 +15,14 @@ from qti_runtime.db import Database
 from qti_runtime.outbox import OutboxMessage, add_to_outbox
 from qti_runtime.tracing import inject_trace_headers
 
+# Serialises handlers of one entity (e.g. "registration:<id>") across replicas until the transaction ends.
+_ADVISORY_LOCK = "pg_advisory_xact_lock(hashtextextended({}, 0))"
+
+
+async def advisory_lock(conn: asyncpg.Connection, key: str) -> None:
+    """Take the transaction-scoped lock of `key`; other transactions taking it wait until this one ends."""
+    await conn.execute(f"SELECT {_ADVISORY_LOCK.format('$1')}", key)
+
 
 class UnitOfWork:
     """Collects outgoing events; they are written to the outbox just before the transaction commits."""
@@ -24,18 +32,30 @@ class UnitOfWork:
         self.schema = schema
         self._outgoing: list[OutboxMessage] = []
 
-    async def claim(self, consumer: str, event_id: str) -> bool:
+    async def claim(self, consumer: str, event_id: str, *, lock: str | None = None) -> bool:
         """Record that `consumer` handles `event_id`; False if it was handled before (a duplicate).
 
         A concurrent duplicate in another replica waits on the primary key until this transaction ends,
-        then sees the row: the effects of one event happen once.
+        then sees the row: the effects of one event happen once. With `lock`, a claimed event also takes
+        the transaction-scoped advisory lock of that key (see `advisory_lock`), in the same round trip.
         """
-        inserted = await self.conn.fetchval(
-            "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+        if lock is None:
+            inserted = await self.conn.fetchval(
+                "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                consumer,
+                event_id,
+            )
+            return bool(inserted)
+        claimed = await self.conn.fetchrow(
+            "WITH claimed AS (INSERT INTO inbox (consumer, event_id) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING RETURNING true)"
+            f" SELECT {_ADVISORY_LOCK.format('$3')} FROM claimed",
             consumer,
             event_id,
+            lock,
         )
-        return bool(inserted)
+        return claimed is not None
 
     async def claim_many(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
         """`claim` for a batch in one statement; returns the ids not handled before.

@@ -7,7 +7,7 @@ import hmac
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from qti_contracts import Session
@@ -93,6 +93,12 @@ def reminder_due(first_starts_at: datetime, lead_days: float, now: datetime) -> 
     if due <= now or first_starts_at <= now:
         return None
     return due
+
+
+def first_session_key(first_starts_at: datetime) -> str:
+    """The first session's start as it identifies a reminder (UTC, so that every source of the same
+    instant, an event's offset or the database's, gives the same reminder id)."""
+    return first_starts_at.astimezone(UTC).isoformat()
 
 
 def backoff_seconds(attempts: int, base: float, maximum: float, *, jitter: float = 0.1) -> float:

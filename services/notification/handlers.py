@@ -118,26 +118,34 @@ class NotificationHandlers:
         """A reminder row due `reminder_lead_days` before the first session; one per first-session date."""
         offering = await store.get_offering(uow.conn, offering_id)
         first = offering.first_starts_at if offering is not None and not offering.cancelled else None
+        reminder = self._reminder(event, registration_id, offering_id, person, first)
+        if reminder is None:
+            return  # no dates yet (scheduled when the offering arrives, see on_offering) or too late
+        await store.skip_pending_reminders(
+            uow.conn, registration_id=registration_id, keep=reminder.notification_id, why="Termin verschoben"
+        )
+        await store.add_deliveries(uow.conn, [reminder])
+
+    def _reminder(
+        self, event: RawEvent, registration_id: str, offering_id: str, person: Person, first: datetime | None
+    ) -> NewDelivery | None:
         if first is None:
-            return  # scheduled when the offering arrives (see on_offering)
+            return None
         due = domain.reminder_due(first, self.settings.reminder_lead_days, datetime.now(UTC))
         if due is None:
-            return
-        delivery = self._delivery(
+            return None
+        key = domain.first_session_key(first)
+        return self._delivery(
             template="reminder",
-            trigger=f"first-session:{first.isoformat()}",
+            trigger=f"first-session:{key}",
             event=event,
             key=registration_id,
             person=person,
             registration_id=registration_id,
             offering_id=offering_id,
-            params={"first_starts_at": first.isoformat()},
+            params={"first_starts_at": key},
             due_at=due,
         )
-        await store.skip_pending_reminders(
-            uow.conn, registration_id=registration_id, keep=delivery.notification_id, why="Termin verschoben"
-        )
-        await store.add_deliveries(uow.conn, [delivery])
 
     def _cancellation_mail(
         self,
@@ -271,26 +279,18 @@ class NotificationHandlers:
     ) -> None:
         p = data.participant
         person = _person(p.given_name, p.family_name, str(p.email), p.gender.value)
+        lock = store.lock_key("registration", data.registration_id)
         async with unit_of_work(self.db) as uow:
-            if not await uow.claim(CONSUMER, event.id):
+            if not await uow.claim(CONSUMER, event.id, lock=lock):
                 return
-            await store.lock(uow.conn, "registration", data.registration_id)
-            current = await store.get_recipient(uow.conn, data.registration_id)
+            current, first_session = await store.recipient_and_first_session(
+                uow.conn, data.registration_id, data.offering_id
+            )
             transition = domain.on_registration_outcome(
                 current.status if current else None,  # type: ignore[arg-type]
                 current is not None and current.person is not None,
                 incoming,
             )
-            await store.save_recipient(
-                uow.conn,
-                registration_id=data.registration_id,
-                offering_id=data.offering_id,
-                request_id=data.request_id,
-                person=person,
-                status=transition.status,
-                correlation_id=event.correlationid,
-            )
-            await store.forget_request(uow.conn, data.request_id)
             mails: list[NewDelivery] = []
             if transition.send:
                 mails.append(
@@ -307,11 +307,25 @@ class NotificationHandlers:
                 )
             if transition.send_deferred_cancellation and current is not None:
                 mails.append(self._deferred_cancellation(event, current, person))
-            await store.add_deliveries(uow.conn, mails)
+            reminder = None
             if transition.send and transition.status == "confirmed":
-                await self._schedule_reminder(uow, event, data.registration_id, data.offering_id, person)
-            if mails:
-                await store.wake_senders(uow.conn)
+                reminder = self._reminder(
+                    event, data.registration_id, data.offering_id, person, first_session
+                )
+            recipient = store.RecipientUpdate(
+                registration_id=data.registration_id,
+                offering_id=data.offering_id,
+                request_id=data.request_id,
+                person=person,
+                status=transition.status,
+                correlation_id=event.correlationid,
+            )
+            await store.record_outcome(
+                uow.conn,
+                recipient,
+                [*mails, *([reminder] if reminder else [])],
+                keep_reminder=reminder.notification_id if reminder else None,
+            )
 
     def _deferred_cancellation(self, event: RawEvent, tombstone: RecipientRow, person: Person) -> NewDelivery:
         trigger = tombstone.cancel_event_id or event.id

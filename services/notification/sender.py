@@ -380,7 +380,7 @@ class Sender:
         if offering is None or offering.cancelled:
             return Skip("Angebot abgesagt")
         first = offering.first_starts_at
-        if first is None or first.isoformat() != row.params.get("first_starts_at"):
+        if first is None or domain.first_session_key(first) != row.params.get("first_starts_at"):
             return Skip("Termin verschoben")
         if first <= datetime.now(UTC):
             return Skip("Veranstaltung hat bereits begonnen")

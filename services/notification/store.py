@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from qti_contracts import NodePublished, OfferingState
+from qti_runtime.unit_of_work import advisory_lock
 
 WAKE_CHANNEL = "qti_notification_due"
 
@@ -86,9 +87,13 @@ class DeliveryRow:
     lease_token: uuid.UUID
 
 
+def lock_key(namespace: str, key: str) -> str:
+    return f"{namespace}:{key}"
+
+
 async def lock(conn: asyncpg.Connection, namespace: str, key: str) -> None:
     """Serialise handlers of one entity across replicas for the rest of the transaction."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{namespace}:{key}")
+    await advisory_lock(conn, lock_key(namespace, key))
 
 
 async def wake_senders(conn: asyncpg.Connection) -> None:
@@ -276,6 +281,22 @@ async def get_recipient(conn: asyncpg.Connection, registration_id: str) -> Recip
     return _recipient(record) if record is not None else None
 
 
+async def recipient_and_first_session(
+    conn: asyncpg.Connection, registration_id: str, offering_id: str
+) -> tuple[RecipientRow | None, datetime | None]:
+    """The recipient (if known) and the first session of its offering (if known and not cancelled)."""
+    record = await conn.fetchrow(
+        "SELECT r.*, o.first_starts_at AS offering_first_starts_at FROM (SELECT 1) AS one"
+        " LEFT JOIN recipients r ON r.registration_id = $1"
+        " LEFT JOIN offerings o ON o.offering_id = $2 AND NOT o.cancelled",
+        registration_id,
+        offering_id,
+    )
+    assert record is not None  # one row, always
+    recipient = _recipient(record) if record["registration_id"] is not None else None
+    return recipient, record["offering_first_starts_at"]
+
+
 async def live_recipients(conn: asyncpg.Connection, offering_id: str) -> list[RecipientRow]:
     records = await conn.fetch(
         "SELECT * FROM recipients WHERE offering_id = $1 AND status IN ('confirmed', 'waitlisted')"
@@ -293,32 +314,40 @@ async def recipient_statuses(conn: asyncpg.Connection, registration_ids: Sequenc
     return {r["registration_id"]: r["status"] for r in records}
 
 
-async def save_recipient(
-    conn: asyncpg.Connection,
-    *,
-    registration_id: str,
-    offering_id: str,
-    request_id: str,
-    person: Person,
-    status: str,
-    correlation_id: str | None,
-) -> None:
-    await conn.execute(
+@dataclass(frozen=True, slots=True)
+class RecipientUpdate:
+    registration_id: str
+    offering_id: str
+    request_id: str
+    person: Person
+    status: str
+    correlation_id: str | None
+
+    def values(self) -> tuple[Any, ...]:
+        p = self.person
+        return (
+            self.registration_id,
+            self.offering_id,
+            self.request_id,
+            p.given_name,
+            p.family_name,
+            p.email,
+            p.gender,
+            self.status,
+            self.correlation_id,
+        )
+
+
+def _save_recipient_sql(first: int) -> str:
+    """Upsert of a recipient from the nine parameters $first.. in the order of RecipientUpdate.values()."""
+    placeholders = ", ".join(f"${n}" for n in range(first, first + 9))
+    return (
         "INSERT INTO recipients (registration_id, offering_id, request_id, given_name, family_name, email,"
-        " gender, status, correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        f" gender, status, correlation_id) VALUES ({placeholders})"
         " ON CONFLICT (registration_id) DO UPDATE SET request_id = excluded.request_id,"
         " given_name = excluded.given_name, family_name = excluded.family_name, email = excluded.email,"
         " gender = excluded.gender, status = excluded.status,"
-        " correlation_id = coalesce(recipients.correlation_id, excluded.correlation_id), updated_at = now()",
-        registration_id,
-        offering_id,
-        request_id,
-        person.given_name,
-        person.family_name,
-        person.email,
-        person.gender,
-        status,
-        correlation_id,
+        " correlation_id = coalesce(recipients.correlation_id, excluded.correlation_id), updated_at = now()"
     )
 
 
@@ -353,37 +382,77 @@ async def cancel_recipient(
 # ------------------------------------------------------------------------------------------ deliveries
 
 
+# Inserts pending rows from 16 parallel arrays ($1..$16); a row that exists (same id) is left as it is.
+_INSERT_DELIVERIES = """
+INSERT INTO deliveries (notification_id, template, trigger_event_id, trigger_type, correlation_id,
+    registration_id, request_id, offering_id, email, given_name, family_name, gender, recipient_ref,
+    params, message_id, next_attempt_at)
+SELECT d.notification_id, d.template, d.trigger_event_id, d.trigger_type, d.correlation_id,
+    d.registration_id, d.request_id, d.offering_id, d.email, d.given_name, d.family_name, d.gender,
+    d.recipient_ref, d.params::jsonb, d.message_id, coalesce(d.due_at, now())
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+    $16::timestamptz[])
+    AS d(notification_id, template, trigger_event_id, trigger_type, correlation_id, registration_id,
+        request_id, offering_id, email, given_name, family_name, gender, recipient_ref, params, message_id,
+        due_at)
+ON CONFLICT (notification_id) DO NOTHING
+"""
+
+
+def _delivery_columns(deliveries: Sequence[NewDelivery]) -> list[list[Any]]:
+    rows = [
+        (
+            d.notification_id,
+            d.template,
+            d.trigger_event_id,
+            d.trigger_type,
+            d.correlation_id,
+            d.registration_id,
+            d.request_id,
+            d.offering_id,
+            d.person.email,
+            d.person.given_name,
+            d.person.family_name,
+            d.person.gender,
+            d.recipient_ref,
+            json.dumps(dict(d.params), ensure_ascii=False),
+            d.message_id,
+            d.due_at,
+        )
+        for d in deliveries
+    ]
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(16)]
+
+
 async def add_deliveries(conn: asyncpg.Connection, deliveries: Sequence[NewDelivery]) -> None:
     """Insert pending rows; a row that exists (same notification id) is left as it is."""
-    if not deliveries:
-        return
-    await conn.executemany(
-        "INSERT INTO deliveries (notification_id, template, trigger_event_id, trigger_type, correlation_id,"
-        " registration_id, request_id, offering_id, email, given_name, family_name, gender, recipient_ref,"
-        " params, message_id, next_attempt_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15,"
-        " coalesce($16, now())) ON CONFLICT (notification_id) DO NOTHING",
-        [
-            (
-                d.notification_id,
-                d.template,
-                d.trigger_event_id,
-                d.trigger_type,
-                d.correlation_id,
-                d.registration_id,
-                d.request_id,
-                d.offering_id,
-                d.person.email,
-                d.person.given_name,
-                d.person.family_name,
-                d.person.gender,
-                d.recipient_ref,
-                json.dumps(dict(d.params), ensure_ascii=False),
-                d.message_id,
-                d.due_at,
-            )
-            for d in deliveries
-        ],
+    if deliveries:
+        await conn.execute(_INSERT_DELIVERIES, *_delivery_columns(deliveries))
+
+
+async def record_outcome(
+    conn: asyncpg.Connection,
+    recipient: RecipientUpdate,
+    deliveries: Sequence[NewDelivery],
+    *,
+    keep_reminder: str | None,
+) -> None:
+    """A registration outcome in one round trip: the recipient saved, its request forgotten, its mails
+    added, reminders other than `keep_reminder` skipped (when one is kept), and senders woken."""
+    await conn.execute(
+        f"WITH added AS ({_INSERT_DELIVERIES} RETURNING 1),"
+        f" saved AS ({_save_recipient_sql(17)} RETURNING 1),"
+        " forgotten AS (DELETE FROM requests WHERE request_id = $19 RETURNING 1),"
+        " skipped AS (UPDATE deliveries SET status = 'skipped', last_error = 'Termin verschoben',"
+        "   updated_at = now() WHERE $26::text IS NOT NULL AND template = 'reminder'"
+        "   AND status = 'pending' AND registration_id = $17 AND notification_id <> $26 RETURNING 1)"
+        " SELECT pg_notify($27, '') WHERE $28",
+        *_delivery_columns(deliveries),
+        *recipient.values(),
+        keep_reminder,
+        WAKE_CHANNEL,
+        bool(deliveries),
     )
 
 

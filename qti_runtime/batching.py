@@ -37,6 +37,8 @@ class Batching:
     handler: BatchHandler
     max_size: int = 100
     max_wait_seconds: float = 0.005
+    # The event types that are batched; None for all. Others take the one-message path.
+    types: frozenset[str] | None = None
 
 
 class MicroBatcher:
@@ -47,6 +49,9 @@ class MicroBatcher:
         self._pending: list[tuple[BatchItem, asyncio.Future[bool]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
+
+    def accepts(self, event_type: str) -> bool:
+        return self._batching.types is None or event_type in self._batching.types
 
     async def submit(self, event: RawEvent, delivery: Delivery) -> bool:
         """Wait until the message's batch has run: True if it committed, False if it failed."""

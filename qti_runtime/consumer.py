@@ -181,7 +181,11 @@ class Consumer:
         with structlog.contextvars.bound_contextvars(
             event_id=event.id, event_type=event.type, correlation_id=event.correlationid
         ):
-            if self._batcher is not None and await self._handled_in_batch(message, delivery, event):
+            if (
+                self._batcher is not None
+                and self._batcher.accepts(event.type)
+                and await self._handled_in_batch(message, delivery, event)
+            ):
                 return
             await self._handle(message, delivery, event, handler)
 

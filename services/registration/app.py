@@ -26,7 +26,7 @@ def build(settings: RegistrationSettings | None = None) -> tuple[ServiceRuntime,
     settings = settings or RegistrationSettings()
     runtime = ServiceRuntime(SERVICE, settings, migrations=MIGRATIONS)
     service = RegistrationService(runtime.db, offering_wait_seconds=settings.offering_wait_seconds)
-    for subscription in subscriptions(service, settings.delivery_limit):
+    for subscription in subscriptions(service, settings.delivery_limit, settings.prefetch):
         runtime.add_subscription(subscription)
 
     async def expire_deferred() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qti_contracts import RoutingKey
+from qti_runtime.batching import Batching
 from qti_runtime.broker import QueueSpec
 from qti_runtime.consumer import Subscription
 from services.registration.handlers import RegistrationService
@@ -10,7 +11,7 @@ from services.registration.handlers import RegistrationService
 SERVICE = "registration"
 
 
-def subscriptions(service: RegistrationService, delivery_limit: int) -> list[Subscription]:
+def subscriptions(service: RegistrationService, delivery_limit: int, prefetch: int) -> list[Subscription]:
     return [
         Subscription(
             QueueSpec(
@@ -25,6 +26,12 @@ def subscriptions(service: RegistrationService, delivery_limit: int) -> list[Sub
             },
             description="Registration requests and cancellation requests from frontends; every "
             "registration.requested is answered with exactly one confirmed, waitlisted or rejected event.",
+            # Half the prefetch per transaction: one batch is decided while the next one fills.
+            batching=Batching(
+                service.on_requested_batch,
+                max_size=max(1, prefetch // 2),
+                types=frozenset({RoutingKey.REGISTRATION_REQUESTED}),
+            ),
         ),
         Subscription(
             QueueSpec(

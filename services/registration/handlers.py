@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -108,6 +109,15 @@ class SeatLedger:
             )
 
 
+def _request_context(event: RawEvent, delivery: Delivery) -> RequestContext:
+    return RequestContext(
+        request_id=event.id,
+        correlation_id=event.correlationid or event.id,
+        reply_to=delivery.reply_to,
+        reply_correlation_id=delivery.correlation_id,
+    )
+
+
 @dataclass
 class RegistrationService:
     db: Database
@@ -117,28 +127,49 @@ class RegistrationService:
     # Requests ------------------------------------------------------------------------------------
 
     async def on_requested(self, event: RawEvent, delivery: Delivery) -> None:
-        ctx = RequestContext(
-            request_id=event.id,
-            correlation_id=event.correlationid or event.id,
-            reply_to=delivery.reply_to,
-            reply_correlation_id=delivery.correlation_id,
-        )
+        ctx = _request_context(event, delivery)
         async with unit_of_work(self.db) as uow:
             if not await uow.claim(REQUESTS_CONSUMER, event.id):
                 await self._answer_again(uow, event.id, ctx)
                 return
-            try:
-                request = RegistrationRequested.model_validate(event.data)
-            except ValidationError as exc:
-                await self._reject(
-                    uow,
-                    ctx,
-                    valid_identifier(event.data.get("offering_id")),
-                    RejectionReason.INVALID_REQUEST,
-                    domain.invalid_request_detail(readable_errors(exc)),
-                )
-                return
-            await self._decide(uow, ctx, request, envelope=event, may_defer=True)
+            await self._decide_request(uow, ctx, event, {})
+
+    async def on_requested_batch(self, items: Sequence[tuple[RawEvent, Delivery]]) -> None:
+        """`on_requested` for many requests in one transaction, each offering locked once.
+
+        Requests are decided one after the other, so each sees the seats and registrations of those
+        before it. Offerings are locked in id order, so replicas deciding overlapping batches wait for each
+        other instead of deadlocking; within one offering the order of arrival is kept.
+        """
+        ordered = sorted(items, key=lambda item: str(item[0].data.get("offering_id")))
+        async with unit_of_work(self.db) as uow:
+            fresh = await uow.claim_many(REQUESTS_CONSUMER, [event.id for event, _ in ordered])
+            ledgers: dict[str, SeatLedger] = {}
+            for event, delivery in ordered:
+                ctx = _request_context(event, delivery)
+                if event.id in fresh:
+                    fresh.discard(event.id)  # a second copy in this batch is a redelivery
+                    await self._decide_request(uow, ctx, event, ledgers)
+                else:
+                    await self._answer_again(uow, event.id, ctx)
+            for ledger in ledgers.values():
+                await ledger.save(uow)
+
+    async def _decide_request(
+        self, uow: UnitOfWork, ctx: RequestContext, event: RawEvent, ledgers: dict[str, SeatLedger]
+    ) -> None:
+        try:
+            request = RegistrationRequested.model_validate(event.data)
+        except ValidationError as exc:
+            await self._reject(
+                uow,
+                ctx,
+                valid_identifier(event.data.get("offering_id")),
+                RejectionReason.INVALID_REQUEST,
+                domain.invalid_request_detail(readable_errors(exc)),
+            )
+            return
+        await self._decide(uow, ctx, request, envelope=event, may_defer=True, ledgers=ledgers)
 
     async def _answer_again(self, uow: UnitOfWork, request_id: str, ctx: RequestContext) -> None:
         """A redelivered or republished request changes nothing; its asker may hear the answer again."""
@@ -158,7 +189,13 @@ class RegistrationService:
         *,
         envelope: RawEvent,
         may_defer: bool,
+        ledgers: dict[str, SeatLedger] | None = None,
     ) -> None:
+        """Decide with the offering locked; `ledgers` holds offerings locked earlier in this transaction,
+        whose counters the caller saves."""
+        if ledgers is not None and request.offering_id in ledgers:
+            await self._decide_with_offering(uow, ctx, request, ledgers[request.offering_id])
+            return
         offering = await store.lock_offering(uow.conn, request.offering_id)
         if offering is None:
             if may_defer and self.offering_wait_seconds > 0:
@@ -182,7 +219,10 @@ class RegistrationService:
             return
         ledger = SeatLedger(offering)
         await self._decide_with_offering(uow, ctx, request, ledger)
-        await ledger.save(uow)
+        if ledgers is None:
+            await ledger.save(uow)
+        else:
+            ledgers[request.offering_id] = ledger
 
     async def _decide_with_offering(
         self, uow: UnitOfWork, ctx: RequestContext, request: RegistrationRequested, ledger: SeatLedger

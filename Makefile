@@ -18,7 +18,7 @@ help:
 	@echo "make test   lint + the whole test suite against real RabbitMQ and Postgres"
 	@echo "make lint   ruff check, ruff format --check, mypy"
 	@echo "make format apply ruff's formatting and import sorting"
-	@echo "make bench  run the benchmarks (python -m bench), if present"
+	@echo "make bench  end-to-end benchmark with the machine's own limits (BENCH_ARGS=--quick for a short run)"
 	@echo "make clean  remove the virtual environment and caches"
 
 venv: $(STAMP)
@@ -66,9 +66,10 @@ test: venv lint pytest asyncapi
 run: venv
 	$(BIN)/python -m qti_runtime.cli run
 
+# End to end by default; e.g. `make bench BENCH_ARGS=--quick`, `BENCH_ARGS="--rate 150 --duration 30"`,
+# `BENCH_ARGS=registration` (one service's benchmark). Results: bench/results/.
 bench: venv
-	@if [ -f bench/__main__.py ]; then $(BIN)/python -m bench; \
-	else echo "no benchmarks yet (bench/__main__.py is missing)"; fi
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info contracts/*.egg-info

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from qti_runtime.db import Database
 from qti_runtime.service import ServiceRuntime, serve
 from services.notification.api import notifications_router
 from services.notification.consumers import SERVICE, subscriptions
@@ -25,8 +26,19 @@ def build_runtime(settings: NotificationSettings) -> ServiceRuntime:
         subscriptions=subscriptions(handlers, settings.delivery_limit),
     )
     handlers.bind(runtime.db)
-    sender = Sender(runtime.db, settings)
-    runtime.add_job("notification-sender", sender.run)
+    # The sender has its own small pool: under load the consumers keep every connection of the main pool
+    # busy, and a sender queueing behind them for each claim and `sent` mark would nearly stop.
+    sender_db = Database(settings.database_url, SERVICE, min_size=2, max_size=4)
+    sender = Sender(sender_db, settings)
+
+    async def run_sender() -> None:
+        await sender_db.connect()
+        try:
+            await sender.run()
+        finally:
+            await sender_db.close()
+
+    runtime.add_job("notification-sender", run_sender)
     return runtime
 
 

@@ -334,3 +334,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def broker_away(rabbitmqctl: list[str] | None) -> Iterator[Callable[[], None]]:
+    """`rabbitmqctl stop_app` now; the returned function (and in any case the exit) runs `start_app` again.
+
+    The broker is shared by every test run on the machine, so it is always started again, even when
+    `stop_app` or the test fails or is interrupted meanwhile (`start_app` is tried up to three times).
+    """
+    assert rabbitmqctl is not None, "rabbitmqctl is needed to restart the broker"
+    ctl = [*rabbitmqctl, "-q"]
+    started = False
+
+    def start() -> None:
+        nonlocal started
+        if started:
+            return
+        for attempt in range(3):
+            try:
+                subprocess.run([*ctl, "start_app"], check=True, capture_output=True, timeout=120)
+                break
+            except (subprocess.SubprocessError, OSError):
+                if attempt == 2:
+                    raise
+                time.sleep(2)
+        started = True
+
+    try:
+        subprocess.run([*ctl, "stop_app"], check=True, capture_output=True, timeout=120)
+        yield start
+    finally:
+        start()

@@ -13,156 +13,24 @@ import asyncio
 import json
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aio_pika
 import httpx
 import pytest
+from e2e.system_kit import SERVICES, Observer, System, offering_body, queue_depth
 from registration_kit import OUTCOME_KEYS, STAFF, request_data
 
-from qti_contracts import KpiUpdated, make_event
+from qti_contracts import make_event
 from services.catalogue.demo_data import node_id_for
-from services.notification.sink import MailSink
-from support import ServiceProcess, eventually, free_port
+from support import eventually
 
 pytestmark = pytest.mark.slow
 
-SERVICES = ("catalogue", "registration", "notification", "reporting")
 CAPACITY = 6
 AMQP_REQUESTS = 6
 HTTP_REQUESTS = 5
 TIMEOUT = 30.0
-
-
-@dataclass
-class System:
-    urls: dict[str, str]
-    sink_url: str
-    amqp_url: str
-    processes: list[ServiceProcess]
-
-
-@pytest.fixture
-def mail_sink(tmp_path: Path) -> Iterator[MailSink]:
-    sink = MailSink(tmp_path / "mail", smtp_port=free_port(), http_port=free_port())
-    with sink:
-        yield sink
-
-
-@pytest.fixture
-async def system(database_url: str, amqp_url: str, mail_sink: MailSink) -> AsyncIterator[System]:
-    env = {
-        "QTI_DATABASE_URL": database_url,
-        "QTI_AMQP_URL": amqp_url,
-        "QTI_SMTP_HOST": mail_sink.smtp_host,
-        "QTI_SMTP_PORT": str(mail_sink.smtp_port),
-        "QTI_OUTBOX_POLL_SECONDS": "0.2",
-        "QTI_TRANSIENT_RETRY_SECONDS": "1",
-        "QTI_SHUTDOWN_GRACE_SECONDS": "3",
-        "QTI_KPI_DEBOUNCE_SECONDS": "1",
-        "QTI_LOG_JSON": "false",
-    }
-    ports = {name: free_port() for name in SERVICES}
-    processes = [
-        ServiceProcess("catalogue", {**env, "QTI_DEMO_DATA": "1"}, ports["catalogue"]),
-        ServiceProcess("registration", env, ports["registration"]),
-        ServiceProcess("registration", env, ports["registration"]),  # second replica, same port
-        ServiceProcess("notification", env, ports["notification"]),
-        ServiceProcess("reporting", env, ports["reporting"]),
-    ]
-    try:
-        # Catalogue last: its demo-data events (nodes, offerings) are published once at start, and an event
-        # published before notification's and reporting's queues are bound is never routed to them (the
-        # node would be missing for every mail). So the consumers' queues must exist first.
-        consumers, catalogue = processes[1:], processes[0]
-        for process in consumers:
-            process.start()
-        await asyncio.gather(*(p.wait_ready(timeout=60) for p in consumers))
-        catalogue.start()
-        await catalogue.wait_ready(timeout=60)
-        yield System(
-            urls={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
-            sink_url=mail_sink.http_url.rstrip("/"),
-            amqp_url=amqp_url,
-            processes=processes,
-        )
-    finally:
-        await asyncio.gather(*(asyncio.to_thread(p.terminate, 10) for p in processes))
-
-
-@dataclass
-class Observer:
-    """Broker-side view: every outcome event, every reply, every KPI event (all acknowledged on receipt)."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-    replies: list[aio_pika.abc.AbstractIncomingMessage] = field(default_factory=list)
-    kpis: list[KpiUpdated] = field(default_factory=list)
-    kpi_keys: set[str] = field(default_factory=set)
-
-    async def on_event(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        async with message.process():
-            self.events.append(json.loads(message.body))
-
-    async def on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        async with message.process():
-            self.replies.append(message)
-
-    async def on_kpi(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        async with message.process():
-            self.kpi_keys.add(message.routing_key or "")
-            self.kpis.append(KpiUpdated.model_validate(json.loads(message.body)["data"]))
-
-    def decisions(self) -> dict[str, list[dict[str, Any]]]:
-        """First outcomes (not promotions) per request id, every delivery counted."""
-        by_request: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for e in self.events:
-            decision = e["type"] in (
-                "registration.confirmed",
-                "registration.waitlisted",
-                "registration.rejected",
-            )
-            if decision and not e["data"].get("from_waitlist"):
-                by_request[e["data"]["request_id"]].append(e)
-        return by_request
-
-    def of_type(self, type_: str, **data: Any) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.events
-            if e["type"] == type_ and all(e["data"].get(k) == v for k, v in data.items())
-        ]
-
-
-def offering_body() -> dict[str, Any]:
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
-    return {
-        "node_id": str(node_id_for("gotha")),
-        "kind": "workshop",
-        "topic": "wasserstoff",
-        "title": "Wasserstoff in der Logistik (E2E)",
-        "description": "Ein Praxisworkshop zu Wasserstoff-Flurförderzeugen.",
-        "sessions": [
-            {
-                "starts_at": start.isoformat(),
-                "ends_at": (start + timedelta(hours=6)).isoformat(),
-                "location": "QTI-Knoten Gotha, Gleichenstraße 48",
-            }
-        ],
-        "capacity": CAPACITY,
-        "registration_deadline": (start - timedelta(days=3)).isoformat(),
-        "fee_eur": 0,
-        "max_per_company": None,
-        "waitlist_limit": 10,
-    }
-
-
-async def queue_depth(channel: aio_pika.abc.AbstractChannel, name: str) -> int:
-    queue = await channel.declare_queue(name, passive=True)
-    return int(queue.declaration_result.message_count or 0)
 
 
 async def test_whole_system_answers_once_mails_once_and_reports_what_happened(  # noqa: PLR0915 (one story)
@@ -192,7 +60,9 @@ async def test_whole_system_answers_once_mails_once_and_reports_what_happened(  
             return response.status_code == 200 and gotha in response.text
 
         await eventually(nodes_loaded, timeout=TIMEOUT)
-        created = await client.post(f"{urls['catalogue']}/offerings", json=offering_body(), headers=STAFF)
+        created = await client.post(
+            f"{urls['catalogue']}/offerings", json=offering_body(CAPACITY), headers=STAFF
+        )
         assert created.status_code == 201, created.text
         offering_id = created.json()["offering_id"]
         published = await client.post(f"{urls['catalogue']}/offerings/{offering_id}/publish", headers=STAFF)

@@ -94,6 +94,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # After a connection is killed mid-transaction asyncpg may raise this on the next use
+    # ("cannot switch to state ..."); the pool replaces the connection, a retry succeeds.
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.SerializationError,

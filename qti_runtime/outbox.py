@@ -189,9 +189,18 @@ class OutboxRelay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
 
+    def _listener_alive(self) -> bool:
+        if self._listener is None:
+            return False
+        try:
+            return not self._listener.is_closed()
+        except asyncpg.InterfaceError:  # the pool took the connection back after it was lost
+            return False
+
     async def _ensure_listener(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
+        if self._listener_alive():
             return
+        self._listener = None
         conn = await self._pool.acquire()
         await conn.add_listener(notify_channel(self._schema), self._on_notify)
         self._listener = conn

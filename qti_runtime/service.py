@@ -7,6 +7,7 @@ import contextlib
 import signal
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -37,6 +38,8 @@ from qti_runtime.tracing import configure_tracing
 log = get_logger(__name__)
 
 BackgroundJob = Callable[[], Awaitable[None]]
+# A job that ran this long before failing restarts after the shortest back-off again.
+JOB_HEALTHY_SECONDS = 30.0
 
 
 class ServiceRuntime:
@@ -143,6 +146,7 @@ class ServiceRuntime:
     async def _supervise(self, name: str, job: BackgroundJob) -> None:
         backoff = 1.0
         while True:
+            started = time.monotonic()
             try:
                 await job()
                 return
@@ -150,6 +154,8 @@ class ServiceRuntime:
                 raise
             except Exception as exc:
                 log.warning("job.failed", job=name, error=repr(exc))
+                if time.monotonic() - started > JOB_HEALTHY_SECONDS:
+                    backoff = 1.0  # it ran fine for a while: this is a new outage, not a crash loop
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 

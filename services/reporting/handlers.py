@@ -69,15 +69,15 @@ class ReportingHandlers:
 async def publish_kpis_if_due(db: Database, debounce_seconds: float) -> bool:
     """Emit `reporting.kpi.updated` if figures changed and the last one is `debounce_seconds` old."""
     async with unit_of_work(db) as uow:
-        newest = await store.kpi_pending(uow.conn, debounce_seconds)
-        if newest is None:
+        logged = await store.kpi_pending(uow.conn, debounce_seconds)
+        if logged is None:
             return False
         facts = await store.load_facts(uow.conn)
         names = await store.node_names(uow.conn)
         payload = kpi_updated(facts, names, datetime.now(UTC))
         uow.emit(make_event(RoutingKey.KPI_UPDATED, payload, source=SOURCE, subject="kpi-project"))
-        await store.mark_kpi_emitted(uow.conn, newest)
-    log.info("kpi.published", figures=len(payload.figures), log_position=newest)
+        await store.mark_kpi_emitted(uow.conn, logged)
+    log.info("kpi.published", figures=len(payload.figures), logged_events=logged)
     return True
 
 

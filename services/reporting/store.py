@@ -400,27 +400,31 @@ async def node_names(conn: asyncpg.Connection) -> dict[str, str]:
 
 
 async def kpi_pending(conn: asyncpg.Connection, debounce_seconds: float) -> int | None:
-    """The newest log position if figures changed since the last KPI event and that event is at least
-    `debounce_seconds` old, else None. Locks the state row: replicas take turns."""
+    """The number of logged events if it changed since the last KPI event and that event is at least
+    `debounce_seconds` old, else None. Locks the state row: replicas take turns.
+
+    A count, not the highest `seq`: sequence values are drawn before commit, so a batch holding lower
+    values may commit after a higher one has been announced; the count still changes then.
+    """
     row = await conn.fetchrow(
-        "SELECT (SELECT max(seq) FROM event_log) AS newest, emitted_seq,"
+        "SELECT (SELECT count(*) FROM event_log) AS logged, emitted_count,"
         " emitted_at IS NULL OR emitted_at <= clock_timestamp() - make_interval(secs => $1) AS due"
         " FROM kpi_state WHERE id = 1 FOR UPDATE",
         debounce_seconds,
     )
-    if row is None or row["newest"] is None or row["newest"] == row["emitted_seq"] or not row["due"]:
+    if row is None or row["logged"] == row["emitted_count"] or not row["due"]:
         return None
-    return int(row["newest"])
+    return int(row["logged"])
 
 
-async def mark_kpi_emitted(conn: asyncpg.Connection, seq: int) -> None:
+async def mark_kpi_emitted(conn: asyncpg.Connection, logged: int) -> None:
     await conn.execute(
-        "UPDATE kpi_state SET emitted_seq = $1, emitted_at = clock_timestamp() WHERE id = 1", seq
+        "UPDATE kpi_state SET emitted_count = $1, emitted_at = clock_timestamp() WHERE id = 1", logged
     )
 
 
 async def reset_kpi_state(conn: asyncpg.Connection) -> None:
-    await conn.execute("UPDATE kpi_state SET emitted_seq = 0 WHERE id = 1")
+    await conn.execute("UPDATE kpi_state SET emitted_count = -1 WHERE id = 1")
 
 
 async def save_snapshot(

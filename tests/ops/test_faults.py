@@ -7,13 +7,11 @@ exactly once (one distinct outcome event per request id) and no offering is over
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,7 +20,7 @@ import pytest
 from registration_kit import Frontend, offering_data, request_data
 
 from qti_runtime.settings import Settings
-from support import Backends, ServiceProcess, free_port
+from support import Backends, ServiceProcess, broker_away, free_port
 
 CAPACITY, WAITLIST = 50, 50
 GRACE_SECONDS = 5
@@ -133,26 +131,6 @@ async def test_sigterm_during_load_loses_no_message(replicas: list[ServiceProces
         assert check_invariants(frontend, request_ids) == expected_counts(3, total)
 
 
-@contextmanager
-def broker_away(test_backends: Backends) -> Iterator[Callable[[], None]]:
-    """`stop_app` now; the returned function (and in any case the exit) runs `start_app` again."""
-    ctl = test_backends.rabbitmqctl
-    assert ctl is not None, "rabbitmqctl is needed to restart the broker"
-    started = False
-
-    def start() -> None:
-        nonlocal started
-        if not started:
-            started = True
-            subprocess.run([*ctl, "-q", "start_app"], check=True, capture_output=True, timeout=120)
-
-    subprocess.run([*ctl, "-q", "stop_app"], check=True, capture_output=True, timeout=120)
-    try:
-        yield start
-    finally:
-        start()
-
-
 @pytest.mark.slow
 async def test_broker_restart_during_load(
     replicas: list[ServiceProcess], amqp_url: str, test_backends: Backends
@@ -167,7 +145,7 @@ async def test_broker_restart_during_load(
             assert loop.time() < deadline, "no progress before the broker restart"
             await asyncio.sleep(0.05)
         port = replicas[0].port
-        with broker_away(test_backends) as start_again:
+        with broker_away(test_backends.rabbitmqctl) as start_again:
             statuses = [await asyncio.to_thread(readyz_status, port)]
             for _ in range(6):
                 await asyncio.sleep(0.5)

@@ -30,7 +30,9 @@ def build_runtime(settings: Settings) -> ServiceRuntime:
         SERVICE,
         settings,
         migrations=MIGRATIONS,
-        subscriptions=subscriptions(lambda: holder[0].db, delivery_limit=settings.delivery_limit),
+        subscriptions=subscriptions(
+            lambda: holder[0].db, delivery_limit=settings.delivery_limit, prefetch=settings.prefetch
+        ),
     )
     holder.append(runtime)
     if isinstance(settings, CatalogueSettings) and settings.demo_data:

@@ -4,15 +4,19 @@ all in one unit of work (so an event leaves through the outbox exactly when its 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
+import asyncpg
 from pydantic import ValidationError
 
 from qti_contracts.envelope import RawEvent, make_event
 from qti_contracts.events import (
     NodePublished,
+    Occupancy,
     OfferingCancelled,
     OfferingState,
     OfferingStatus,
@@ -299,8 +303,19 @@ def _delta(payload: Any) -> tuple[int, int] | None:
     return None
 
 
-async def handle_registration_event(db: Database, event: RawEvent) -> None:
-    """Keep the seat snapshot: the highest `occupancy.version` per offering wins, duplicates are ignored."""
+@dataclass(frozen=True)
+class SeatChange:
+    """What one registration event says about an offering's seats."""
+
+    event_id: str
+    offering_id: UUID
+    occupancy: Occupancy | None
+    delta: tuple[int, int] | None
+    as_of: datetime
+
+
+def seat_change(event: RawEvent) -> SeatChange | None:
+    """The event's seat information; None for an offering that is not the catalogue's."""
     try:
         payload = parse_data(event.type, event.data)
     except ValidationError as exc:
@@ -312,27 +327,60 @@ async def handle_registration_event(db: Database, event: RawEvent) -> None:
         offering_id = UUID(payload.offering_id)
     except ValueError:
         log.info("registration_event.foreign_offering", event_id=event.id, offering_id=payload.offering_id)
+        return None
+    delta = None if payload.occupancy is not None else _delta(payload)
+    return SeatChange(event.id, offering_id, payload.occupancy, delta, event.time or datetime.now(UTC))
+
+
+async def handle_registration_event(db: Database, event: RawEvent) -> None:
+    """Keep the seat snapshot: the highest `occupancy.version` per offering wins, duplicates are ignored."""
+    change = seat_change(event)
+    if change is None:
         return
-    as_of = event.time or datetime.now(UTC)
     async with unit_of_work(db) as uow:
-        if not await uow.claim(REGISTRATIONS_CONSUMER, event.id):
-            return
-        occupancy = payload.occupancy
-        if occupancy is not None:
-            await store.apply_occupancy_snapshot(
-                uow.conn,
-                offering_id,
-                version=occupancy.version,
-                confirmed=occupancy.confirmed,
-                waitlisted=occupancy.waitlisted,
-                capacity=occupancy.capacity,
-                as_of=as_of,
-            )
-            return
-        delta = _delta(payload)
-        if delta is None:
-            log.warning("registration_event.no_seat_information", event_id=event.id, type=event.type)
-            return
+        if await uow.claim(REGISTRATIONS_CONSUMER, event.id):
+            await _apply_seat_changes(uow.conn, [change])
+
+
+async def handle_registration_events(db: Database, events: Sequence[RawEvent]) -> None:
+    """`handle_registration_event` for a batch in one transaction: one inbox insert, and per offering only
+    the newest snapshot written (offerings in id order, so replicas wait instead of deadlocking)."""
+    changes = [change for event in events if (change := seat_change(event)) is not None]
+    if not changes:
+        return
+    async with unit_of_work(db) as uow:
+        fresh = await uow.claim_many(REGISTRATIONS_CONSUMER, [c.event_id for c in changes])
+        unique = {c.event_id: c for c in changes if c.event_id in fresh}
+        await _apply_seat_changes(uow.conn, list(unique.values()))
+
+
+async def _apply_seat_changes(conn: asyncpg.Connection, changes: Sequence[SeatChange]) -> None:
+    newest: dict[UUID, Occupancy] = {}
+    as_of: dict[UUID, datetime] = {}
+    for change in changes:
+        known = newest.get(change.offering_id)
+        if change.occupancy is not None and (known is None or known.version < change.occupancy.version):
+            newest[change.offering_id] = change.occupancy
+            as_of[change.offering_id] = change.as_of
+    for offering_id in sorted(newest, key=str):
+        occupancy = newest[offering_id]
+        await store.apply_occupancy_snapshot(
+            conn,
+            offering_id,
+            version=occupancy.version,
+            confirmed=occupancy.confirmed,
+            waitlisted=occupancy.waitlisted,
+            capacity=occupancy.capacity,
+            as_of=as_of[offering_id],
+        )
+    # Events from before `occupancy` existed carry only what changed.
+    for change in sorted(changes, key=lambda c: str(c.offering_id)):
+        if change.occupancy is not None:
+            continue
+        if change.delta is None:
+            log.warning("registration_event.no_seat_information", event_id=change.event_id)
+            continue
+        confirmed, waitlisted = change.delta
         await store.apply_occupancy_delta(
-            uow.conn, offering_id, confirmed=delta[0], waitlisted=delta[1], as_of=as_of
+            conn, change.offering_id, confirmed=confirmed, waitlisted=waitlisted, as_of=change.as_of
         )

@@ -138,13 +138,16 @@ class RegistrationService:
         """`on_requested` for many requests in one transaction, each offering locked once.
 
         Requests are decided one after the other, so each sees the seats and registrations of those
-        before it. Offerings are locked in id order, so replicas deciding overlapping batches wait for each
-        other instead of deadlocking; within one offering the order of arrival is kept.
+        before it. The batch's offerings are locked up front in one statement, in id order, so replicas
+        deciding overlapping batches wait for each other instead of deadlocking; within one offering the
+        order of arrival is kept.
         """
         ordered = sorted(items, key=lambda item: str(item[0].data.get("offering_id")))
         async with unit_of_work(self.db) as uow:
             fresh = await uow.claim_many(REQUESTS_CONSUMER, [event.id for event, _ in ordered])
-            ledgers: dict[str, SeatLedger] = {}
+            named = [o for event, _ in ordered if isinstance(o := event.data.get("offering_id"), str)]
+            offerings = await store.lock_offerings(uow.conn, named)
+            ledgers = {offering.offering_id: SeatLedger(offering) for offering in offerings}
             for event, delivery in ordered:
                 ctx = _request_context(event, delivery)
                 if event.id in fresh:

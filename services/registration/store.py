@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,16 @@ async def lock_offering(conn: asyncpg.Connection, offering_id: str) -> OfferingR
     """The row lock serialises every seat decision for one offering, across all replicas."""
     record = await conn.fetchrow("SELECT * FROM offerings WHERE offering_id = $1 FOR UPDATE", offering_id)
     return _offering(record) if record else None
+
+
+async def lock_offerings(conn: asyncpg.Connection, offering_ids: Sequence[str]) -> list[OfferingRow]:
+    """`lock_offering` for many at once, in id order (transactions locking overlapping sets wait, never
+    deadlock); unknown ids are left out."""
+    records = await conn.fetch(
+        "SELECT * FROM offerings WHERE offering_id = ANY($1::text[]) ORDER BY offering_id FOR UPDATE",
+        sorted(set(offering_ids)),
+    )
+    return [_offering(record) for record in records]
 
 
 async def upsert_offering(conn: asyncpg.Connection, state: OfferingState) -> None:

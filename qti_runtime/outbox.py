@@ -209,11 +209,13 @@ class OutboxRelay:
         conn, self._listener = self._listener, None
         if conn is None:
             return
-        with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+        # Whatever state a lost connection is in (asyncpg raises various errors on it, among them
+        # InternalClientError), closing must not fail: the relay loop would end and never publish again.
+        with contextlib.suppress(Exception):
             await conn.remove_listener(notify_channel(self._schema), self._on_notify)
         try:
             await self._pool.release(conn)
-        except (asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+        except Exception:
             conn.terminate()
 
     def _on_notify(self, *_args: object) -> None:

@@ -366,3 +366,25 @@ def broker_away(rabbitmqctl: list[str] | None) -> Iterator[Callable[[], None]]:
         yield start
     finally:
         start()
+
+
+async def run_qti(database_url: str, amqp_url: str, *args: str) -> tuple[int, str]:
+    """The real `qti` command line in a subprocess, configured like an operator's shell."""
+    env = {
+        **os.environ,
+        "QTI_DATABASE_URL": database_url,
+        "QTI_AMQP_URL": amqp_url,
+        "QTI_LOG_LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "qti_runtime.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, output.decode()

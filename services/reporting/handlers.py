@@ -4,6 +4,7 @@ the KPI job publishes changed aggregates through the outbox, debounced."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from services.reporting.report import kpi_updated
 log = get_logger(__name__)
 
 CONSUMER = "reporting.events"
+KPI_PAUSE_FACTOR = 20
 SOURCE = "/reporting"
 
 
@@ -87,7 +89,11 @@ def kpi_job(db: Database, debounce_seconds: float) -> Callable[[], Awaitable[Non
     async def run() -> None:
         poll = max(0.1, min(1.0, debounce_seconds / 4))
         while True:
-            await publish_kpis_if_due(db, debounce_seconds)
-            await asyncio.sleep(poll)
+            started = time.perf_counter()
+            published = await publish_kpis_if_due(db, debounce_seconds)
+            took = time.perf_counter() - started
+            # The figures are recomputed from all facts: with much data that takes a while, so the pause
+            # grows with it and the job never takes more than about 1/KPI_PAUSE_FACTOR of a core.
+            await asyncio.sleep(max(poll, KPI_PAUSE_FACTOR * took) if published else poll)
 
     return run

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,28 +15,11 @@ from qti_contracts.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE
 from qti_runtime import ops
 from qti_runtime.broker import QueueSpec, create_broker, declare_service_topology
 from qti_runtime.settings import Settings
-from support import get_messages
+from support import get_messages, run_qti
 
 SERVICE = "probe"
 ROUTING_KEY = "probe.something_happened"
 VERIFY_QUEUE = "probe.verify"
-
-
-async def _qti(settings: Settings, *args: str) -> tuple[int, str]:
-    """Run the real `qti` command line in a subprocess with the test's broker and database."""
-    env = {**os.environ, "QTI_AMQP_URL": settings.amqp_url, "QTI_DATABASE_URL": settings.database_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "qti_runtime.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, output.decode()
 
 
 @pytest.fixture
@@ -103,14 +84,16 @@ async def test_show_lists_dead_letters_and_leaves_them(
     message_id = str(uuid.uuid4())
     await _dead_letter(probe_topology, message_id, "ValueError('seat count negative')")
 
-    code, output = await _qti(settings, "dead-letters", "show", SERVICE)
+    code, output = await run_qti(settings.database_url, settings.amqp_url, "dead-letters", "show", SERVICE)
     assert code == 0, output
     assert "probe.dead-letter: 1 message(s)" in output
     assert message_id in output
     assert "ValueError('seat count negative')" in output
     assert f"routing_key={ROUTING_KEY}" in output
 
-    code, output = await _qti(settings, "dead-letters", "show", SERVICE, "--json")
+    code, output = await run_qti(
+        settings.database_url, settings.amqp_url, "dead-letters", "show", SERVICE, "--json"
+    )
     assert code == 0, output
     document = json.loads(output)
     assert document["total"] == 1
@@ -131,7 +114,9 @@ async def test_replay_republishes_with_original_key_and_clean_headers(
     await _dead_letter(probe_topology, first, "boom 1")
     await _dead_letter(probe_topology, second, "boom 2")
 
-    code, output = await _qti(settings, "dead-letters", "replay", SERVICE, "--id", first)
+    code, output = await run_qti(
+        settings.database_url, settings.amqp_url, "dead-letters", "replay", SERVICE, "--id", first
+    )
     assert code == 0, output
     assert f"replayed {first}" in output
     assert "1 replayed, 0 kept" in output
@@ -156,7 +141,7 @@ async def test_replay_republishes_with_original_key_and_clean_headers(
     listing = await ops.show_dead_letters(settings.amqp_url, SERVICE)
     assert [m.message_id for m in listing.messages] == [second]
 
-    code, output = await _qti(settings, "dead-letters", "replay", SERVICE)
+    code, output = await run_qti(settings.database_url, settings.amqp_url, "dead-letters", "replay", SERVICE)
     assert code == 0, output
     assert "1 replayed, 0 kept" in output
     [again] = await get_messages(settings.amqp_url, VERIFY_QUEUE, expect=1)
@@ -178,7 +163,9 @@ async def test_replay_to_original_queue_only(
 
 
 async def test_missing_dead_letter_queue_is_a_clear_error(settings: Settings) -> None:
-    code, output = await _qti(settings, "dead-letters", "show", "nosuchservice")
+    code, output = await run_qti(
+        settings.database_url, settings.amqp_url, "dead-letters", "show", "nosuchservice"
+    )
     assert code == 1
     assert "nosuchservice.dead-letter" in output and "does not exist" in output
     assert "Traceback" not in output
@@ -198,7 +185,7 @@ async def test_outbox_reports_backlog(settings: Settings) -> None:
         )
     finally:
         await conn.close()
-    code, output = await _qti(settings, "outbox")
+    code, output = await run_qti(settings.database_url, settings.amqp_url, "outbox")
     assert code == 0, output
     assert "catalogue     no outbox table" in output
     line = next(line for line in output.splitlines() if line.startswith("registration"))

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ import aio_pika
 import asyncpg
 import httpx
 import pytest
+from e2e.system_kit import offering_body
 from registration_kit import STAFF, Harness, offering_data, registration_settings, request_data
 from reporting.history import scripted_history
 
@@ -52,7 +51,7 @@ from services.reporting.app import ReportingSettings, build_runtime
 from services.reporting.domain import GROUPINGS, Filters, compute, person_ref
 from services.reporting.handlers import ReportingHandlers
 from services.reporting.rebuild import rebuild
-from support import ServiceProcess, eventually, free_port
+from support import ServiceProcess, eventually, free_port, run_qti
 
 EMAIL = "Jörg.Müller@Example.de"
 EMAIL_OTHER_CASE = "JÖRG.MÜLLER@example.de"
@@ -118,28 +117,6 @@ async def personal_hits(conn: asyncpg.Connection, needles: Sequence[str]) -> lis
         ):
             hits.append((table, name, row["value"][:300]))
     return hits
-
-
-async def qti(database_url: str, amqp_url: str, *args: str) -> tuple[int, str]:
-    """The real `qti` command line in a subprocess, configured like an operator's shell."""
-    env = {
-        **os.environ,
-        "QTI_DATABASE_URL": database_url,
-        "QTI_AMQP_URL": amqp_url,
-        "QTI_LOG_LEVEL": "WARNING",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "qti_runtime.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, output.decode()
 
 
 def removed_counts(output: str) -> dict[str, int]:
@@ -222,29 +199,6 @@ async def system(database_url: str, amqp_url: str, mail_sink: MailSink) -> Async
         await asyncio.gather(*(asyncio.to_thread(p.terminate, 10) for p in processes))
 
 
-def offering_body(capacity: int) -> dict[str, Any]:
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
-    return {
-        "node_id": str(node_id_for("gotha")),
-        "kind": "workshop",
-        "topic": "wasserstoff",
-        "title": "Wasserstoff in der Intralogistik",
-        "description": "Praxisworkshop zu Brennstoffzellen-Flurförderzeugen.",
-        "sessions": [
-            {
-                "starts_at": start.isoformat(),
-                "ends_at": (start + timedelta(hours=6)).isoformat(),
-                "location": "QTI-Knoten Gotha, Gleichenstraße 48",
-            }
-        ],
-        "capacity": capacity,
-        "registration_deadline": (start - timedelta(days=3)).isoformat(),
-        "fee_eur": 0,
-        "max_per_company": None,
-        "waitlist_limit": 5,
-    }
-
-
 @dataclass
 class Watcher:
     """Registration events as any consumer on `qti.events` sees them."""
@@ -282,7 +236,7 @@ async def test_forget_person_through_the_cli_on_a_running_system(system: System)
 
             await eventually(nodes_loaded, timeout=TIMEOUT)
             created = await client.post(
-                f"{urls['catalogue']}/offerings", json=offering_body(1), headers=STAFF
+                f"{urls['catalogue']}/offerings", json=offering_body(1, waitlist_limit=5), headers=STAFF
             )
             assert created.status_code == 201, created.text
             offering_id = created.json()["offering_id"]
@@ -342,7 +296,9 @@ async def test_forget_person_through_the_cli_on_a_running_system(system: System)
             found = {table.split(".")[0].strip('"') for table, _, _ in await personal_hits(conn, everything)}
             assert found == {"registration", "notification", "reporting"}, found
 
-            code, output = await qti(system.database_url, system.amqp_url, "forget-person", EMAIL, "--yes")
+            code, output = await run_qti(
+                system.database_url, system.amqp_url, "forget-person", EMAIL, "--yes"
+            )
             assert code == 0, output
             counts = removed_counts(output)
             assert set(counts) == set(SERVICES), output
@@ -446,13 +402,15 @@ async def test_forget_person_through_the_cli_on_a_running_system(system: System)
 
             # A rebuild from the raw log gives the same projections and figures.
             live_rows = await projection_rows(conn)
-            code, output = await qti(system.database_url, system.amqp_url, "reporting", "rebuild")
+            code, output = await run_qti(system.database_url, system.amqp_url, "reporting", "rebuild")
             assert code == 0, output
             assert await projection_rows(conn) == live_rows
             assert await figures(conn) == after
 
             # (4) A second run finds nothing.
-            code, output = await qti(system.database_url, system.amqp_url, "forget-person", EMAIL, "--yes")
+            code, output = await run_qti(
+                system.database_url, system.amqp_url, "forget-person", EMAIL, "--yes"
+            )
             assert code == 0, output
             assert removed_counts(output) == dict.fromkeys(SERVICES, 0), output
             assert await personal_hits(conn, everything) == []

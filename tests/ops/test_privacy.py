@@ -13,7 +13,6 @@ Against the real broker and Postgres:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -27,7 +26,7 @@ import aio_pika
 import asyncpg
 import httpx
 import pytest
-from e2e.system_kit import offering_body
+from e2e.system_kit import System, offering_body, start_system
 from registration_kit import STAFF, Harness, offering_data, registration_settings, request_data
 from reporting.history import scripted_history
 
@@ -51,7 +50,7 @@ from services.reporting.app import ReportingSettings, build_runtime
 from services.reporting.domain import GROUPINGS, Filters, compute, person_ref
 from services.reporting.handlers import ReportingHandlers
 from services.reporting.rebuild import rebuild
-from support import ServiceProcess, eventually, free_port, run_qti
+from support import eventually, free_port, run_qti
 
 EMAIL = "Jörg.Müller@Example.de"
 EMAIL_OTHER_CASE = "JÖRG.MÜLLER@example.de"
@@ -146,57 +145,19 @@ async def projection_rows(conn: asyncpg.Connection) -> dict[str, list[asyncpg.Re
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class System:
-    urls: dict[str, str]
-    database_url: str
-    amqp_url: str
-    sink: MailSink
-    processes: list[ServiceProcess]
-
-
 @pytest.fixture
 def mail_sink(tmp_path: Path) -> Iterator[MailSink]:
-    sink = MailSink(tmp_path / "mail", smtp_port=free_port(), http_port=None)
+    sink = MailSink(tmp_path / "mail", smtp_port=free_port(), http_port=free_port())
     with sink:
         yield sink
 
 
 @pytest.fixture
 async def system(database_url: str, amqp_url: str, mail_sink: MailSink) -> AsyncIterator[System]:
-    env = {
-        "QTI_DATABASE_URL": database_url,
-        "QTI_AMQP_URL": amqp_url,
-        "QTI_SMTP_HOST": mail_sink.smtp_host,
-        "QTI_SMTP_PORT": str(mail_sink.smtp_port),
-        "QTI_OUTBOX_POLL_SECONDS": "0.2",
-        "QTI_TRANSIENT_RETRY_SECONDS": "1",
-        "QTI_SHUTDOWN_GRACE_SECONDS": "3",
-        "QTI_KPI_DEBOUNCE_SECONDS": "1",
-        "QTI_LOG_JSON": "false",
-        "QTI_DB_POOL_MIN": "1",
-        "QTI_DB_POOL_MAX": "4",
-    }
-    ports = {name: free_port() for name in SERVICES}
-    consumers = [ServiceProcess(name, env, ports[name]) for name in SERVICES if name != "catalogue"]
-    catalogue = ServiceProcess("catalogue", {**env, "QTI_DEMO_DATA": "1"}, ports["catalogue"])
-    processes = [*consumers, catalogue]
-    try:
-        # Consumers first: catalogue publishes its demo nodes once at start; their queues must exist.
-        for process in consumers:
-            process.start()
-        await asyncio.gather(*(p.wait_ready(timeout=60) for p in consumers))
-        catalogue.start()
-        await catalogue.wait_ready(timeout=60)
-        yield System(
-            urls={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
-            database_url=database_url,
-            amqp_url=amqp_url,
-            sink=mail_sink,
-            processes=processes,
-        )
-    finally:
-        await asyncio.gather(*(asyncio.to_thread(p.terminate, 10) for p in processes))
+    # Small pools: this test shares Postgres' connections with whatever else runs on the machine.
+    small_pools = {"QTI_DB_POOL_MIN": "1", "QTI_DB_POOL_MAX": "4"}
+    async with start_system(database_url, amqp_url, mail_sink, small_pools) as started:
+        yield started
 
 
 @dataclass
@@ -217,7 +178,9 @@ class Watcher:
         ]
 
 
-async def test_forget_person_through_the_cli_on_a_running_system(system: System) -> None:  # noqa: PLR0915
+async def test_forget_person_through_the_cli_on_a_running_system(  # noqa: PLR0915 (one story)
+    system: System, mail_sink: MailSink
+) -> None:
     urls = system.urls
     conn = await asyncpg.connect(system.database_url)
     connection = await aio_pika.connect_robust(system.amqp_url)
@@ -265,7 +228,7 @@ async def test_forget_person_through_the_cli_on_a_running_system(system: System)
             joerg_reg, lukas_reg = joerg["registration_id"], lukas["registration_id"]
 
             # Mails: confirmation and rejection to Jörg, waiting list to Lukas; Jörg's reminder is due later.
-            await eventually(lambda: len(list_mails(system.sink.folder)) >= 3, timeout=TIMEOUT)
+            await eventually(lambda: len(list_mails(mail_sink.folder)) >= 3, timeout=TIMEOUT)
 
             async def settled() -> bool:
                 row = await conn.fetchrow(
@@ -320,7 +283,7 @@ async def test_forget_person_through_the_cli_on_a_running_system(system: System)
             def promoted_mail() -> bool:
                 return any(
                     "lukas.weber" in m.recipient and m.subject.startswith("Nachgerückt")
-                    for m in list_mails(system.sink.folder)
+                    for m in list_mails(mail_sink.folder)
                 )
 
             await eventually(promoted_mail, timeout=TIMEOUT)

@@ -200,7 +200,7 @@ class OutboxRelay:
     async def _ensure_listener(self) -> None:
         if self._listener_alive():
             return
-        self._listener = None
+        await self._close_listener()  # a lost one still holds its place in the pool
         conn = await self._pool.acquire()
         await conn.add_listener(notify_channel(self._schema), self._on_notify)
         self._listener = conn

@@ -334,12 +334,7 @@ def seat_change(event: RawEvent) -> SeatChange | None:
 
 async def handle_registration_event(db: Database, event: RawEvent) -> None:
     """Keep the seat snapshot: the highest `occupancy.version` per offering wins, duplicates are ignored."""
-    change = seat_change(event)
-    if change is None:
-        return
-    async with unit_of_work(db) as uow:
-        if await uow.claim(REGISTRATIONS_CONSUMER, event.id):
-            await _apply_seat_changes(uow.conn, [change])
+    await handle_registration_events(db, [event])
 
 
 async def handle_registration_events(db: Database, events: Sequence[RawEvent]) -> None:

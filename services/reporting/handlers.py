@@ -47,14 +47,9 @@ class ReportingHandlers:
         )
 
     async def handle(self, event: RawEvent, delivery: Delivery) -> None:
-        """Inbox claim, scrubbed raw-log entry and projection updates: all or nothing, once per event id."""
-        clean = self.scrubbed(event)
-        async with unit_of_work(self.db) as uow:
-            if not await uow.claim(CONSUMER, event.id):
-                return
-            if not await store.append_log(uow.conn, clean):
-                return
-            await store.apply(uow.conn, [clean])
+        """Inbox claim, scrubbed raw-log entry and projection updates: all or nothing, once per event id.
+        (The one-message path of the batch consumer, used when a batch fails.)"""
+        await self.handle_batch([(event, delivery)])
 
     async def handle_batch(self, items: Sequence[tuple[RawEvent, Delivery]]) -> None:
         """`handle` for many events in one transaction: one inbox insert, one log insert, batched upserts."""

@@ -40,19 +40,6 @@ class ScrubbedEvent:
     data: dict[str, Any]
 
 
-async def append_log(conn: asyncpg.Connection, event: ScrubbedEvent) -> bool:
-    """Append to the raw log; False if the event id is already there."""
-    inserted = await conn.fetchval(
-        "INSERT INTO event_log (event_id, type, occurred_at, data) VALUES ($1, $2, $3, $4::jsonb)"
-        " ON CONFLICT (event_id) DO NOTHING RETURNING true",
-        event.event_id,
-        event.type,
-        event.occurred_at,
-        json.dumps(event.data),
-    )
-    return bool(inserted)
-
-
 async def append_log_many(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> list[ScrubbedEvent]:
     """Append a batch to the raw log in one statement; returns the events that were not there yet."""
     rows = await conn.fetch(
@@ -264,7 +251,7 @@ async def apply(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> No
         elif rows:
             # Rows in key order: replicas upserting overlapping batches then wait instead of deadlocking.
             await conn.executemany(sql, sorted(rows, key=_lock_order))
-    for event in offerings.values():
+    for _, event in sorted(offerings.items()):  # key order, like the upserts above
         await _apply_offering(conn, event)
 
 

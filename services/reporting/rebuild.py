@@ -24,6 +24,9 @@ async def rebuild(db: Database, on_progress: Callable[[int, int], None] | None =
     """Truncate and replay; returns the number of events replayed."""
     done = 0
     async with db.pool.acquire() as conn, conn.transaction():
+        # The KPI job locks this row before it reads the projections: taking it first makes the job
+        # wait for the rebuild, instead of both waiting for each other's table locks (a deadlock).
+        await store.reset_kpi_state(conn)  # also: publish the rebuilt figures with the next KPI event
         total = int(await conn.fetchval("SELECT count(*) FROM event_log"))
         await store.truncate_projections(conn)
         if on_progress:
@@ -33,7 +36,6 @@ async def rebuild(db: Database, on_progress: Callable[[int, int], None] | None =
             done += len(batch)
             if on_progress:
                 on_progress(done, total)
-        await store.reset_kpi_state(conn)  # publish the rebuilt figures with the next KPI event
     return done
 
 

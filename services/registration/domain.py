@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -36,6 +36,43 @@ class OfferingSeats:
     waitlist_limit: int
     confirmed: int
     waitlisted: int
+
+
+@dataclass
+class LiveHolders:
+    """Who holds live registrations, for the offerings, people and companies of one transaction's requests.
+
+    Loaded once with the offerings locked, then kept up to date by every decision of the transaction, so
+    that later requests see earlier ones without asking the database again. Keys are (offering, e-mail)
+    and (offering, company key); `knows` tells whether a request's keys were loaded.
+    """
+
+    emails: set[tuple[str, str]] = field(default_factory=set)
+    companies: dict[tuple[str, str], int] = field(default_factory=dict)
+    loaded_emails: set[tuple[str, str]] = field(default_factory=set)
+    loaded_companies: set[tuple[str, str]] = field(default_factory=set)
+
+    def knows(self, offering_id: str, email: str, company: str) -> bool:
+        return (offering_id, email) in self.loaded_emails and (offering_id, company) in self.loaded_companies
+
+    def merge(self, loaded: LiveHolders) -> None:
+        """Take what was loaded for keys not known yet; a known key already counts this transaction's
+        decisions, which the database does not show yet."""
+        for key in loaded.loaded_emails - self.loaded_emails:
+            self.loaded_emails.add(key)
+            if key in loaded.emails:
+                self.emails.add(key)
+        for key in loaded.loaded_companies - self.loaded_companies:
+            self.loaded_companies.add(key)
+            self.companies[key] = loaded.companies.get(key, 0)
+
+    def of(self, offering_id: str, email: str, company: str) -> tuple[bool, int]:
+        """Whether the e-mail holds a live registration, and how many the company holds."""
+        return (offering_id, email) in self.emails, self.companies.get((offering_id, company), 0)
+
+    def add(self, offering_id: str, email: str, company: str) -> None:
+        self.emails.add((offering_id, email))
+        self.companies[(offering_id, company)] = self.companies.get((offering_id, company), 0) + 1
 
 
 @dataclass(frozen=True)

@@ -102,11 +102,72 @@ class SeatLedger:
             capacity=self.offering.seats.capacity,
         )
 
+    def counters(self) -> store.SeatCounters:
+        return store.SeatCounters(self.offering.offering_id, self.confirmed, self.waitlisted, self.version)
+
     async def save(self, uow: UnitOfWork) -> None:
         if self.changed:
             await store.save_counters(
                 uow.conn, self.offering.offering_id, self.confirmed, self.waitlisted, self.version
             )
+
+
+@dataclass
+class Decisions:
+    """The decisions of one transaction, kept in memory and written together at its end.
+
+    `ledgers` holds the offerings locked so far, `holders` who holds live registrations for them; both
+    include this transaction's own decisions, which are not in the database until `write`.
+    """
+
+    ledgers: dict[str, SeatLedger] = field(default_factory=dict)
+    holders: domain.LiveHolders = field(default_factory=domain.LiveHolders)
+    registrations: list[store.NewRegistration] = field(default_factory=list)
+    outcomes: list[store.Outcome] = field(default_factory=list)
+
+    async def holders_of(self, conn: Any, offering_id: str, email: str, company: str) -> tuple[bool, int]:
+        if not self.holders.knows(offering_id, email, company):
+            self.holders.merge(await store.load_live_holders(conn, [(offering_id, email, company)]))
+        return self.holders.of(offering_id, email, company)
+
+    def add_registration(self, registration: store.NewRegistration) -> None:
+        self.registrations.append(registration)
+        self.holders.add(registration.offering_id, registration.email, registration.company_key)
+
+    async def write(self, uow: UnitOfWork) -> None:
+        counters = [ledger.counters() for ledger in self.ledgers.values() if ledger.changed]
+        if self.registrations or self.outcomes or counters:
+            await store.write_decisions(uow.conn, self.registrations, self.outcomes, counters)
+        for ledger in self.ledgers.values():
+            ledger.changed = False
+        self.registrations.clear()
+        self.outcomes.clear()
+
+
+def _holder_key(request: RegistrationRequested) -> tuple[str, str, str]:
+    """(offering, e-mail, company key): what the duplicate and per-company rules look up."""
+    return (
+        request.offering_id,
+        domain.normalise_email(str(request.participant.email)),
+        domain.company_key(request.company.name, request.company.postal_code),
+    )
+
+
+def _parse_request(event: RawEvent) -> RegistrationRequested | ValidationError:
+    try:
+        return RegistrationRequested.model_validate(event.data)
+    except ValidationError as exc:
+        return exc
+
+
+def _deferred(row: store.RequestRow) -> tuple[RequestContext, RegistrationRequested, RawEvent]:
+    """A deferred request as it arrived (it was valid, or it would not have been deferred)."""
+    assert row.envelope is not None
+    envelope = RawEvent.model_validate(row.envelope)
+    ctx = RequestContext(
+        row.request_id, envelope.correlationid or row.request_id, row.reply_to, row.correlation_id
+    )
+    return ctx, RegistrationRequested.model_validate(envelope.data), envelope
 
 
 def _request_context(event: RawEvent, delivery: Delivery) -> RequestContext:
@@ -127,52 +188,57 @@ class RegistrationService:
     # Requests ------------------------------------------------------------------------------------
 
     async def on_requested(self, event: RawEvent, delivery: Delivery) -> None:
-        ctx = _request_context(event, delivery)
-        async with unit_of_work(self.db) as uow:
-            if not await uow.claim(REQUESTS_CONSUMER, event.id):
-                await self._answer_again(uow, event.id, ctx)
-                return
-            await self._decide_request(uow, ctx, event, {})
+        await self.on_requested_batch([(event, delivery)])
 
     async def on_requested_batch(self, items: Sequence[tuple[RawEvent, Delivery]]) -> None:
-        """`on_requested` for many requests in one transaction, each offering locked once.
+        """Decide many requests in one transaction, each offering locked once.
 
         Requests are decided one after the other, so each sees the seats and registrations of those
         before it. The batch's offerings are locked up front in one statement, in id order, so replicas
         deciding overlapping batches wait for each other instead of deadlocking; within one offering the
-        order of arrival is kept.
+        order of arrival is kept. Who already holds registrations is read once for the whole batch, and
+        every row is written in one statement at the end.
         """
         ordered = sorted(items, key=lambda item: str(item[0].data.get("offering_id")))
         async with unit_of_work(self.db) as uow:
             fresh = await uow.claim_many(REQUESTS_CONSUMER, [event.id for event, _ in ordered])
-            named = [o for event, _ in ordered if isinstance(o := event.data.get("offering_id"), str)]
-            offerings = await store.lock_offerings(uow.conn, named)
-            ledgers = {offering.offering_id: SeatLedger(offering) for offering in offerings}
+            parsed = {event.id: _parse_request(event) for event, _ in ordered if event.id in fresh}
+            valid = [request for request in parsed.values() if isinstance(request, RegistrationRequested)]
+            decisions = Decisions()
+            for offering in await store.lock_offerings(uow.conn, [r.offering_id for r in valid]):
+                decisions.ledgers[offering.offering_id] = SeatLedger(offering)
+            known = [_holder_key(r) for r in valid if r.offering_id in decisions.ledgers]
+            if known:
+                decisions.holders = await store.load_live_holders(uow.conn, known)
             for event, delivery in ordered:
                 ctx = _request_context(event, delivery)
                 if event.id in fresh:
                     fresh.discard(event.id)  # a second copy in this batch is a redelivery
-                    await self._decide_request(uow, ctx, event, ledgers)
+                    await self._decide_request(uow, decisions, ctx, event, parsed[event.id])
                 else:
+                    await decisions.write(uow)  # an earlier copy in this batch may hold the answer
                     await self._answer_again(uow, event.id, ctx)
-            for ledger in ledgers.values():
-                await ledger.save(uow)
+            await decisions.write(uow)
 
     async def _decide_request(
-        self, uow: UnitOfWork, ctx: RequestContext, event: RawEvent, ledgers: dict[str, SeatLedger]
+        self,
+        uow: UnitOfWork,
+        decisions: Decisions,
+        ctx: RequestContext,
+        event: RawEvent,
+        request: RegistrationRequested | ValidationError,
     ) -> None:
-        try:
-            request = RegistrationRequested.model_validate(event.data)
-        except ValidationError as exc:
-            await self._reject(
+        if isinstance(request, ValidationError):
+            self._reject(
                 uow,
+                decisions,
                 ctx,
                 valid_identifier(event.data.get("offering_id")),
                 RejectionReason.INVALID_REQUEST,
-                domain.invalid_request_detail(readable_errors(exc)),
+                domain.invalid_request_detail(readable_errors(request)),
             )
             return
-        await self._decide(uow, ctx, request, envelope=event, may_defer=True, ledgers=ledgers)
+        await self._decide(uow, decisions, ctx, request, envelope=event, may_defer=True)
 
     async def _answer_again(self, uow: UnitOfWork, request_id: str, ctx: RequestContext) -> None:
         """A redelivered or republished request changes nothing; its asker may hear the answer again."""
@@ -187,55 +253,63 @@ class RegistrationService:
     async def _decide(
         self,
         uow: UnitOfWork,
+        decisions: Decisions,
         ctx: RequestContext,
         request: RegistrationRequested,
         *,
         envelope: RawEvent,
         may_defer: bool,
-        ledgers: dict[str, SeatLedger] | None = None,
     ) -> None:
-        """Decide with the offering locked; `ledgers` holds offerings locked earlier in this transaction,
-        whose counters the caller saves."""
-        if ledgers is not None and request.offering_id in ledgers:
-            await self._decide_with_offering(uow, ctx, request, ledgers[request.offering_id])
-            return
-        offering = await store.lock_offering(uow.conn, request.offering_id)
-        if offering is None:
-            if may_defer and self.offering_wait_seconds > 0:
-                # The offering may still be on its way from catalogue; decide when it arrives.
-                await store.defer_request(
-                    uow.conn,
-                    ctx.request_id,
-                    request.offering_id,
-                    envelope.model_dump_json(),
-                    ctx.reply_to,
-                    ctx.reply_correlation_id,
-                )
+        """Decide with the offering locked (locking it now unless an earlier decision did)."""
+        ledger = decisions.ledgers.get(request.offering_id)
+        if ledger is None:
+            offering = await store.lock_offering(uow.conn, request.offering_id)
+            if offering is None:
+                await self._offering_unknown(uow, decisions, ctx, request, envelope, may_defer)
                 return
-            await self._reject(
-                uow,
-                ctx,
+            ledger = decisions.ledgers[request.offering_id] = SeatLedger(offering)
+        await self._decide_with_offering(uow, decisions, ctx, request, ledger)
+
+    async def _offering_unknown(
+        self,
+        uow: UnitOfWork,
+        decisions: Decisions,
+        ctx: RequestContext,
+        request: RegistrationRequested,
+        envelope: RawEvent,
+        may_defer: bool,
+    ) -> None:
+        if may_defer and self.offering_wait_seconds > 0:
+            # The offering may still be on its way from catalogue; decide when it arrives.
+            await store.defer_request(
+                uow.conn,
+                ctx.request_id,
                 request.offering_id,
-                RejectionReason.OFFERING_NOT_FOUND,
-                domain.offering_not_found_detail(request.offering_id),
+                envelope.model_dump_json(),
+                ctx.reply_to,
+                ctx.reply_correlation_id,
             )
             return
-        ledger = SeatLedger(offering)
-        await self._decide_with_offering(uow, ctx, request, ledger)
-        if ledgers is None:
-            await ledger.save(uow)
-        else:
-            ledgers[request.offering_id] = ledger
+        self._reject(
+            uow,
+            decisions,
+            ctx,
+            request.offering_id,
+            RejectionReason.OFFERING_NOT_FOUND,
+            domain.offering_not_found_detail(request.offering_id),
+        )
 
     async def _decide_with_offering(
-        self, uow: UnitOfWork, ctx: RequestContext, request: RegistrationRequested, ledger: SeatLedger
+        self,
+        uow: UnitOfWork,
+        decisions: Decisions,
+        ctx: RequestContext,
+        request: RegistrationRequested,
+        ledger: SeatLedger,
     ) -> None:
-        email = domain.normalise_email(str(request.participant.email))
-        company = domain.company_key(request.company.name, request.company.postal_code)
+        _, email, company = _holder_key(request)
         seats = ledger.offering.seats
-        registered, company_count = await store.live_registrations_of(
-            uow.conn, seats.offering_id, email, company
-        )
+        registered, company_count = await decisions.holders_of(uow.conn, seats.offering_id, email, company)
         decision = domain.decide(
             domain.OfferingSeats(
                 **{**seats.__dict__, "confirmed": ledger.confirmed, "waitlisted": ledger.waitlisted}
@@ -246,7 +320,7 @@ class RegistrationService:
             company_live_registrations=company_count,
         )
         if isinstance(decision, Reject):
-            await self._reject(uow, ctx, seats.offering_id, decision.reason, decision.detail)
+            self._reject(uow, decisions, ctx, seats.offering_id, decision.reason, decision.detail)
             return
         registration_id = str(uuid.uuid4())
         status = Status.CONFIRMED if isinstance(decision, Confirm) else Status.WAITLISTED
@@ -267,10 +341,8 @@ class RegistrationService:
         else:
             outcome = RegistrationConfirmed(**common, occupancy=ledger.change(confirmed=1))
             type_ = RoutingKey.REGISTRATION_CONFIRMED
-        event = self._publish_outcome(uow, ctx, type_, outcome, subject=registration_id)
-        # Registration row, seat counters and the request's outcome in one statement (one round trip).
-        await store.record_decision(
-            uow.conn,
+        self._answer(uow, decisions, ctx, seats.offering_id, type_, outcome, subject=registration_id)
+        decisions.add_registration(
             store.NewRegistration(
                 registration_id=registration_id,
                 request_id=ctx.request_id,
@@ -280,18 +352,13 @@ class RegistrationService:
                 company_key=company,
                 participant=request.participant.model_dump(mode="json"),
                 company=request.company.model_dump(mode="json"),
-            ),
-            confirmed=ledger.confirmed,
-            waitlisted=ledger.waitlisted,
-            seat_version=ledger.version,
-            outcome_type=type_,
-            outcome_json=event.model_dump_json(),
+            )
         )
-        ledger.changed = False  # the counters are written; a later change in this transaction sets it again
 
-    async def _reject(
+    def _reject(
         self,
         uow: UnitOfWork,
+        decisions: Decisions,
         ctx: RequestContext,
         offering_id: str | None,
         reason: RejectionReason,
@@ -300,22 +367,13 @@ class RegistrationService:
         outcome = RegistrationRejected(
             request_id=ctx.request_id, offering_id=offering_id, reason=reason, detail=detail
         )
-        await self._answer(
-            uow, ctx, offering_id, RoutingKey.REGISTRATION_REJECTED, outcome, subject=ctx.request_id
-        )
+        type_ = RoutingKey.REGISTRATION_REJECTED
+        self._answer(uow, decisions, ctx, offering_id, type_, outcome, subject=ctx.request_id)
 
-    def _publish_outcome(
-        self, uow: UnitOfWork, ctx: RequestContext, type_: str, payload: BaseModel, *, subject: str
-    ) -> CloudEvent[Any]:
-        event = make_event(type_, payload, source=SOURCE, subject=subject, correlationid=ctx.correlation_id)
-        uow.emit(event)
-        if ctx.reply_to:
-            uow.reply(event, ctx.reply_to, ctx.reply_correlation_id)
-        return event
-
-    async def _answer(
+    def _answer(
         self,
         uow: UnitOfWork,
+        decisions: Decisions,
         ctx: RequestContext,
         offering_id: str | None,
         type_: str,
@@ -323,8 +381,12 @@ class RegistrationService:
         *,
         subject: str,
     ) -> None:
-        event = self._publish_outcome(uow, ctx, type_, payload, subject=subject)
-        await store.record_outcome(uow.conn, ctx.request_id, offering_id, type_, event.model_dump_json())
+        """Publish the outcome (and reply to the asker) and keep it as the request's answer."""
+        event = make_event(type_, payload, source=SOURCE, subject=subject, correlationid=ctx.correlation_id)
+        uow.emit(event)
+        if ctx.reply_to:
+            uow.reply(event, ctx.reply_to, ctx.reply_correlation_id)
+        decisions.outcomes.append(store.Outcome(ctx.request_id, offering_id, type_, event.model_dump_json()))
 
     async def submit(
         self, request: RegistrationRequested, request_id: str | None, correlation_id: str | None = None
@@ -353,18 +415,12 @@ class RegistrationService:
         """Requests whose offering never arrived get `offering_not_found` once the wait is over."""
         async with unit_of_work(self.db) as uow:
             rows = await store.expired_deferred(uow.conn, self.offering_wait_seconds)
+            decisions = Decisions()
             for row in rows:
-                await self._decide_deferred(uow, row, may_defer=False)
+                ctx, request, envelope = _deferred(row)
+                await self._decide(uow, decisions, ctx, request, envelope=envelope, may_defer=False)
+            await decisions.write(uow)
         return len(rows)
-
-    async def _decide_deferred(self, uow: UnitOfWork, row: store.RequestRow, *, may_defer: bool) -> None:
-        assert row.envelope is not None
-        envelope = RawEvent.model_validate(row.envelope)
-        ctx = RequestContext(
-            row.request_id, envelope.correlationid or row.request_id, row.reply_to, row.correlation_id
-        )
-        request = RegistrationRequested.model_validate(envelope.data)
-        await self._decide(uow, ctx, request, envelope=envelope, may_defer=may_defer)
 
     # Cancellations -------------------------------------------------------------------------------
 
@@ -493,18 +549,14 @@ class RegistrationService:
             offering = await store.lock_offering(uow.conn, state.offering_id)
             assert offering is not None
             ledger = SeatLedger(offering)
+            decisions = Decisions({state.offering_id: ledger})
             correlation = event.correlationid or event.id
             if state.status == OfferingStatus.PUBLISHED:
                 await self._promote(uow, ledger, correlation)  # a capacity increase fills from the list
             for row in await store.deferred_for(uow.conn, state.offering_id):
-                assert row.envelope is not None
-                envelope = RawEvent.model_validate(row.envelope)
-                ctx = RequestContext(
-                    row.request_id, envelope.correlationid or row.request_id, row.reply_to, row.correlation_id
-                )
-                request = RegistrationRequested.model_validate(envelope.data)
-                await self._decide_with_offering(uow, ctx, request, ledger)
-            await ledger.save(uow)
+                ctx, request, _ = _deferred(row)
+                await self._decide_with_offering(uow, decisions, ctx, request, ledger)
+            await decisions.write(uow)
 
     async def on_offering_cancelled(self, event: RawEvent, delivery: Delivery) -> None:
         cancelled = parse_payload(OfferingCancelled, event)
@@ -518,6 +570,7 @@ class RegistrationService:
         offering = await store.lock_offering(uow.conn, offering_id)
         assert offering is not None
         ledger = SeatLedger(offering)
+        decisions = Decisions({offering_id: ledger})
         correlation = event.correlationid or event.id
         for registration in await store.live_registrations(uow.conn, offering_id):
             self._cancel_one(
@@ -531,14 +584,15 @@ class RegistrationService:
             )
         for row in await store.deferred_for(uow.conn, offering_id):
             ctx = RequestContext(row.request_id, row.request_id, row.reply_to, row.correlation_id)
-            await self._reject(
+            self._reject(
                 uow,
+                decisions,
                 ctx,
                 offering_id,
                 RejectionReason.OFFERING_NOT_OPEN,
                 domain.not_open_detail(OfferingStatus.CANCELLED),
             )
-        await ledger.save(uow)
+        await decisions.write(uow)
 
     # Attendance ----------------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ from qti_runtime.ops import OpsError
 from qti_runtime.unit_of_work import UnitOfWork, unit_of_work
 from services.registration import store
 from services.registration.domain import Status
-from services.registration.handlers import RegistrationService, RequestContext
+from services.registration.handlers import Decisions, RegistrationService, RequestContext
 
 log = get_logger(__name__)
 
@@ -219,6 +219,7 @@ async def _reject_deferred(uow: UnitOfWork, service: RegistrationService, target
         " ORDER BY request_id FOR UPDATE",
         target,
     )
+    decisions = Decisions()
     for record in records:
         envelope = json.loads(record["envelope"])
         ctx = RequestContext(
@@ -227,7 +228,10 @@ async def _reject_deferred(uow: UnitOfWork, service: RegistrationService, target
             record["reply_to"],
             record["correlation_id"],
         )
-        await service._reject(uow, ctx, record["offering_id"], RejectionReason.CONSENT_MISSING, REJECT_DETAIL)
+        service._reject(
+            uow, decisions, ctx, record["offering_id"], RejectionReason.CONSENT_MISSING, REJECT_DETAIL
+        )
+    await decisions.write(uow)
     # Anything else still carrying the person's envelope (not expected: decided requests drop it).
     result: str = await uow.conn.execute(
         "UPDATE requests SET envelope = NULL WHERE status <> 'deferred'"

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from qti_contracts import OfferingKind, OfferingState, OfferingStatus
-from services.registration.domain import OfferingSeats, Status
+from services.registration.domain import LiveHolders, OfferingSeats, Status
 
 
 @dataclass
@@ -126,24 +126,36 @@ async def save_counters(
     )
 
 
-async def live_registrations_of(
-    conn: asyncpg.Connection, offering_id: str, email: str, company_key: str
-) -> tuple[bool, int]:
-    """Whether this e-mail already holds a live registration, and how many the company holds.
+async def load_live_holders(conn: asyncpg.Connection, keys: Sequence[tuple[str, str, str]]) -> LiveHolders:
+    """Live registrations held by these (offering, e-mail, company key)s, in one query.
 
-    Run after the offering's row lock, so it sees every decision committed before this one.
+    Run after the offerings' row locks, so it sees every decision committed before this transaction.
     """
-    record = await conn.fetchrow(
-        "SELECT coalesce(bool_or(email = $2), false) AS registered,"
-        " count(*) FILTER (WHERE company_key = $3) AS company"
-        " FROM registrations WHERE offering_id = $1 AND status IN ('confirmed', 'waitlisted')"
-        " AND (email = $2 OR company_key = $3)",
-        offering_id,
-        email,
-        company_key,
+    # Correlated subqueries: one index probe per key, whatever the table's statistics say.
+    records = await conn.fetch(
+        """
+        SELECT w.offering_id, w.email, w.company_key,
+            EXISTS (SELECT FROM registrations r WHERE r.offering_id = w.offering_id AND r.email = w.email
+                    AND r.status IN ('confirmed', 'waitlisted')) AS registered,
+            (SELECT count(*) FROM registrations r
+             WHERE r.offering_id = w.offering_id AND r.company_key = w.company_key
+                   AND r.status IN ('confirmed', 'waitlisted')) AS company
+        FROM (SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[])
+              AS k(offering_id, email, company_key)) AS w
+        """,
+        [key[0] for key in keys],
+        [key[1] for key in keys],
+        [key[2] for key in keys],
     )
-    assert record is not None
-    return bool(record["registered"]), int(record["company"])
+    holders = LiveHolders(
+        loaded_emails={(offering, email) for offering, email, _ in keys},
+        loaded_companies={(offering, company) for offering, _, company in keys},
+    )
+    for record in records:
+        if record["registered"]:
+            holders.emails.add((record["offering_id"], record["email"]))
+        holders.companies[(record["offering_id"], record["company_key"])] = int(record["company"])
+    return holders
 
 
 @dataclass(frozen=True)
@@ -192,45 +204,71 @@ class NewRegistration:
     company: dict[str, Any]
 
 
-async def record_decision(
+@dataclass(frozen=True)
+class Outcome:
+    request_id: str
+    offering_id: str | None
+    outcome_type: str
+    outcome_json: str
+
+
+@dataclass(frozen=True)
+class SeatCounters:
+    offering_id: str
+    confirmed: int
+    waitlisted: int
+    seat_version: int
+
+
+async def write_decisions(
     conn: asyncpg.Connection,
-    registration: NewRegistration,
-    *,
-    confirmed: int,
-    waitlisted: int,
-    seat_version: int,
-    outcome_type: str,
-    outcome_json: str,
+    registrations: Sequence[NewRegistration],
+    outcomes: Sequence[Outcome],
+    counters: Sequence[SeatCounters],
 ) -> None:
-    """The registration row, the offering's seat counters and the request's outcome, in one statement."""
+    """New registrations (in decision order, which is their waiting-list order), the requests' outcomes
+    and the offerings' seat counters, in one statement: a round trip costs more than the SQL here."""
     await conn.execute(
         """
-        WITH registration AS (
+        WITH registered AS (
             INSERT INTO registrations (registration_id, request_id, offering_id, status, email, company_key,
                                        participant, company)
-            VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)
+            SELECT registration_id, request_id, offering_id, status, email, company_key, participant, company
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
+                        $8::jsonb[]) WITH ORDINALITY
+                AS n(registration_id, request_id, offering_id, status, email, company_key, participant,
+                     company, ord)
+            ORDER BY ord
         ), seats AS (
-            UPDATE offerings SET confirmed = $9, waitlisted = $10, seat_version = $11, updated_at = now()
-            WHERE offering_id = $3
+            UPDATE offerings o SET confirmed = c.confirmed, waitlisted = c.waitlisted,
+                seat_version = c.seat_version, updated_at = now()
+            FROM unnest($9::text[], $10::int[], $11::int[], $12::int[])
+                AS c(offering_id, confirmed, waitlisted, seat_version)
+            WHERE o.offering_id = c.offering_id
         )
         INSERT INTO requests (request_id, offering_id, status, outcome_type, outcome, decided_at)
-        VALUES ($2, $3, 'decided', $12, $13::jsonb, now())
+        SELECT request_id, offering_id, 'decided', outcome_type, outcome, now()
+        FROM unnest($13::text[], $14::text[], $15::text[], $16::jsonb[])
+            AS d(request_id, offering_id, outcome_type, outcome)
         ON CONFLICT (request_id) DO UPDATE SET status = 'decided', outcome_type = EXCLUDED.outcome_type,
             outcome = EXCLUDED.outcome, decided_at = now(), envelope = NULL
         """,
-        registration.registration_id,
-        registration.request_id,
-        registration.offering_id,
-        registration.status.value,
-        registration.email,
-        registration.company_key,
-        json.dumps(registration.participant),
-        json.dumps(registration.company),
-        confirmed,
-        waitlisted,
-        seat_version,
-        outcome_type,
-        outcome_json,
+        [r.registration_id for r in registrations],
+        [r.request_id for r in registrations],
+        [r.offering_id for r in registrations],
+        [r.status.value for r in registrations],
+        [r.email for r in registrations],
+        [r.company_key for r in registrations],
+        [json.dumps(r.participant) for r in registrations],
+        [json.dumps(r.company) for r in registrations],
+        [c.offering_id for c in counters],
+        [c.confirmed for c in counters],
+        [c.waitlisted for c in counters],
+        [c.seat_version for c in counters],
+        [o.request_id for o in outcomes],
+        [o.offering_id for o in outcomes],
+        [o.outcome_type for o in outcomes],
+        [o.outcome_json for o in outcomes],
     )
 
 
@@ -388,23 +426,6 @@ async def expired_deferred(
         limit,
     )
     return [_request(r) for r in records]
-
-
-async def record_outcome(
-    conn: asyncpg.Connection, request_id: str, offering_id: str | None, outcome_type: str, outcome_json: str
-) -> None:
-    await conn.execute(
-        """
-        INSERT INTO requests (request_id, offering_id, status, outcome_type, outcome, decided_at)
-        VALUES ($1, $2, 'decided', $3, $4::jsonb, now())
-        ON CONFLICT (request_id) DO UPDATE SET status = 'decided', outcome_type = EXCLUDED.outcome_type,
-            outcome = EXCLUDED.outcome, decided_at = now(), envelope = NULL
-        """,
-        request_id,
-        offering_id,
-        outcome_type,
-        outcome_json,
-    )
 
 
 # Attendance -------------------------------------------------------------------------------------------

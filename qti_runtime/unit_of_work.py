@@ -24,6 +24,16 @@ async def advisory_lock(conn: asyncpg.Connection, key: str) -> None:
     await conn.execute(f"SELECT {_ADVISORY_LOCK.format('$1')}", key)
 
 
+async def advisory_locks(conn: asyncpg.Connection, keys: Sequence[str]) -> None:
+    """`advisory_lock` for many keys in one round trip, taken in sorted order (so that transactions
+    locking overlapping sets wait for each other instead of deadlocking)."""
+    await conn.execute(
+        f"SELECT {_ADVISORY_LOCK.format('k')} FROM"
+        " (SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n) AS ordered",
+        sorted(set(keys)),
+    )
+
+
 class UnitOfWork:
     """Collects outgoing events; they are written to the outbox just before the transaction commits."""
 
@@ -31,6 +41,7 @@ class UnitOfWork:
         self.conn = conn
         self.schema = schema
         self._outgoing: list[OutboxMessage] = []
+        self._bodies: dict[str, bytes] = {}
 
     async def claim(self, consumer: str, event_id: str, *, lock: str | None = None) -> bool:
         """Record that `consumer` handles `event_id`; False if it was handled before (a duplicate).
@@ -76,13 +87,24 @@ class UnitOfWork:
         self, event: CloudEvent[Any], *, exchange: str = EVENTS_EXCHANGE, routing_key: str | None = None
     ) -> None:
         message = OutboxMessage.of_event(
-            event, exchange=exchange, routing_key=routing_key, headers=inject_trace_headers()
+            event,
+            exchange=exchange,
+            routing_key=routing_key,
+            headers=inject_trace_headers(),
+            body=self.serialised(event),
         )
         self._outgoing.append(message)
 
     def reply(self, event: CloudEvent[Any], reply_to: str, correlation_id: str | None = None) -> None:
-        message = OutboxMessage.reply(event, reply_to, correlation_id)
+        message = OutboxMessage.reply(event, reply_to, correlation_id, body=self.serialised(event))
         self._outgoing.append(replace(message, headers=inject_trace_headers()))
+
+    def serialised(self, event: CloudEvent[Any]) -> bytes:
+        """The event's JSON, made once per transaction however often it is sent or stored."""
+        body = self._bodies.get(event.id)
+        if body is None:
+            body = self._bodies[event.id] = event.model_dump_json().encode()
+        return body
 
     @property
     def outgoing(self) -> list[OutboxMessage]:

@@ -23,7 +23,7 @@ def build_runtime(settings: NotificationSettings) -> ServiceRuntime:
         SERVICE,
         settings,
         migrations=MIGRATIONS,
-        subscriptions=subscriptions(handlers, settings.delivery_limit),
+        subscriptions=subscriptions(handlers, settings.delivery_limit, settings.prefetch),
     )
     handlers.bind(runtime.db)
     # The sender has its own small pool: under load the consumers keep every connection of the main pool

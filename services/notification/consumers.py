@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from qti_contracts import RoutingKey
+from qti_runtime.batching import Batching
 from qti_runtime.broker import QueueSpec
 from qti_runtime.consumer import Subscription
 from services.notification.handlers import NotificationHandlers
@@ -28,12 +29,18 @@ def events_queue(delivery_limit: int = 5) -> QueueSpec:
     return QueueSpec(SERVICE, "events", ROUTING_KEYS, delivery_limit=delivery_limit)
 
 
-def subscriptions(handlers: NotificationHandlers, delivery_limit: int) -> list[Subscription]:
+def subscriptions(handlers: NotificationHandlers, delivery_limit: int, prefetch: int) -> list[Subscription]:
     return [
         Subscription(
             events_queue(delivery_limit),
             handlers.handlers(),
             title="notification.events:consume",
             description="Registration outcomes and catalogue changes → delivery-log rows (mails to send).",
+            # Requests are only remembered, one statement for many; outcomes take one transaction each.
+            batching=Batching(
+                handlers.on_requested_batch,
+                max_size=max(1, prefetch // 2),
+                types=frozenset({RoutingKey.REGISTRATION_REQUESTED}),
+            ),
         )
     ]

@@ -14,7 +14,7 @@ kept without address and mailed as soon as the request arrives (events may overt
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar
 
@@ -36,7 +36,7 @@ from qti_contracts.events import Email
 from qti_runtime.consumer import DeadLetter, Delivery, Handler
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
-from qti_runtime.unit_of_work import UnitOfWork, unit_of_work
+from qti_runtime.unit_of_work import UnitOfWork, advisory_locks, unit_of_work
 from services.notification import domain, store
 from services.notification.render import clean_line
 from services.notification.settings import NotificationSettings
@@ -55,6 +55,29 @@ def _parse(event: RawEvent, model: type[ModelT]) -> ModelT:
         return model.model_validate(event.data)
     except ValidationError as exc:
         raise DeadLetter(f"invalid {event.type} payload: {readable_errors(exc)}", "invalid_data") from exc
+
+
+def _requester(event: RawEvent) -> Person | None:
+    """Whom to tell about the request's rejection; None if it names no usable address."""
+    participant = event.data.get("participant")
+    if not isinstance(participant, dict):
+        return None
+    try:
+        email = str(_EMAIL.validate_python(participant.get("email")))
+    except ValidationError:
+        return None  # nobody to write to
+    gender = participant.get("gender")
+    return _person(
+        clean_line(participant.get("given_name") or "", 100),
+        clean_line(participant.get("family_name") or "", 100),
+        email,
+        gender if gender in _GENDERS else "unspecified",
+    )
+
+
+def _offering_of(event: RawEvent) -> str | None:
+    offering_id = event.data.get("offering_id")
+    return clean_line(offering_id, 100) if isinstance(offering_id, str) else None
 
 
 def _person(given_name: str, family_name: str, email: str, gender: str) -> Person:
@@ -184,57 +207,51 @@ class NotificationHandlers:
     # --------------------------------------------------------------------- registration events
 
     async def on_requested(self, event: RawEvent, delivery: Delivery) -> None:
-        """Remember who asked, for a possible rejection. Lenient: even an invalid request that has a
-        usable address can be told why it was rejected."""
-        data = event.data
-        participant = data.get("participant")
-        if not isinstance(participant, dict):
+        await self.on_requested_batch([(event, delivery)])
+
+    async def on_requested_batch(self, items: Sequence[tuple[RawEvent, Delivery]]) -> None:
+        """Remember who asked, for a possible rejection; many requests in one transaction. Lenient: even
+        an invalid request that has a usable address can be told why it was rejected."""
+        people = {event.id: (event, person) for event, _ in items if (person := _requester(event))}
+        if not people:
             return
-        try:
-            email = str(_EMAIL.validate_python(participant.get("email")))
-        except ValidationError:
-            return  # nobody to write to
-        gender = participant.get("gender")
-        person = _person(
-            clean_line(participant.get("given_name") or "", 100),
-            clean_line(participant.get("family_name") or "", 100),
-            email,
-            gender if gender in _GENDERS else "unspecified",
-        )
-        offering_id = data.get("offering_id")
         async with unit_of_work(self.db) as uow:
-            if not await uow.claim(CONSUMER, event.id):
+            fresh = await uow.claim_many(CONSUMER, list(people))
+            if not fresh:
                 return
-            await store.lock(uow.conn, "request", event.id)
-            early = await store.get_request(uow.conn, event.id)
-            if early is None:
-                await store.save_request(
-                    uow.conn,
-                    event.id,
-                    clean_line(offering_id, 100) if isinstance(offering_id, str) else None,
-                    person,
-                )
-                return
-            if early.person is not None or early.rejection_event_id is None:
-                return
-            # The rejection came first: mail it now, attributed to the rejection event.
-            await store.forget_request(uow.conn, event.id)
-            rejection = RawEvent(
-                id=early.rejection_event_id,
-                source="/registration",
-                type=RoutingKey.REGISTRATION_REJECTED,
-                correlationid=early.correlation_id,
-                data={},
-            )
-            await self._add_rejection(
-                uow,
-                rejection,
-                event.id,
-                early.offering_id,
-                person,
-                early.rejection_reason or "",
-                early.rejection_detail,
-            )
+            # The same lock as the rejection handler's: either it sees this request, or this sees it.
+            await advisory_locks(uow.conn, [store.lock_key("request", request_id) for request_id in fresh])
+            requests = [
+                store.NewRequest(request_id, _offering_of(people[request_id][0]), people[request_id][1])
+                for request_id in sorted(fresh)
+            ]
+            for request_id in await store.save_requests(uow.conn, requests):
+                event, person = people[request_id]
+                await self._rejection_came_first(uow, event, person)
+
+    async def _rejection_came_first(self, uow: UnitOfWork, event: RawEvent, person: Person) -> None:
+        """The request's row existed already: if it is a rejection waiting for an address, mail it now,
+        attributed to the rejection event."""
+        early = await store.get_request(uow.conn, event.id)
+        if early is None or early.person is not None or early.rejection_event_id is None:
+            return
+        await store.forget_request(uow.conn, event.id)
+        rejection = RawEvent(
+            id=early.rejection_event_id,
+            source="/registration",
+            type=RoutingKey.REGISTRATION_REJECTED,
+            correlationid=early.correlation_id,
+            data={},
+        )
+        await self._add_rejection(
+            uow,
+            rejection,
+            event.id,
+            early.offering_id,
+            person,
+            early.rejection_reason or "",
+            early.rejection_detail,
+        )
 
     async def _add_rejection(
         self,

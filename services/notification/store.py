@@ -205,19 +205,35 @@ async def get_request(conn: asyncpg.Connection, request_id: str) -> RequestRow |
     )
 
 
-async def save_request(
-    conn: asyncpg.Connection, request_id: str, offering_id: str | None, person: Person
-) -> None:
-    await conn.execute(
-        "INSERT INTO requests (request_id, offering_id, given_name, family_name, email, gender)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id) DO NOTHING",
-        request_id,
-        offering_id,
-        person.given_name,
-        person.family_name,
-        person.email,
-        person.gender,
+@dataclass(frozen=True)
+class NewRequest:
+    request_id: str
+    offering_id: str | None
+    person: Person
+
+
+async def save_requests(conn: asyncpg.Connection, requests: Sequence[NewRequest]) -> list[str]:
+    """Insert the requests in one statement; returns the ids that had a row already (seen before, or a
+    rejection that overtook its request)."""
+    records = await conn.fetch(
+        """
+        WITH incoming AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                AS r(request_id, offering_id, given_name, family_name, email, gender)
+        ), inserted AS (
+            INSERT INTO requests (request_id, offering_id, given_name, family_name, email, gender)
+            SELECT * FROM incoming ON CONFLICT (request_id) DO NOTHING RETURNING request_id
+        )
+        SELECT request_id FROM incoming WHERE request_id NOT IN (SELECT request_id FROM inserted)
+        """,
+        [r.request_id for r in requests],
+        [r.offering_id for r in requests],
+        [r.person.given_name for r in requests],
+        [r.person.family_name for r in requests],
+        [r.person.email for r in requests],
+        [r.person.gender for r in requests],
     )
+    return [record["request_id"] for record in records]
 
 
 async def save_early_rejection(

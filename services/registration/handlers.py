@@ -386,7 +386,8 @@ class RegistrationService:
         uow.emit(event)
         if ctx.reply_to:
             uow.reply(event, ctx.reply_to, ctx.reply_correlation_id)
-        decisions.outcomes.append(store.Outcome(ctx.request_id, offering_id, type_, event.model_dump_json()))
+        outcome_json = uow.serialised(event).decode()
+        decisions.outcomes.append(store.Outcome(ctx.request_id, offering_id, type_, outcome_json))
 
     async def submit(
         self, request: RegistrationRequested, request_id: str | None, correlation_id: str | None = None

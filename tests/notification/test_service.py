@@ -456,6 +456,32 @@ async def test_same_event_five_times_gives_one_mail(service: Harness) -> None:
     assert await h.events(expect=1, timeout=0.5) == []
 
 
+async def test_rejection_overtaking_its_request_is_mailed_once_the_request_arrives(service: Harness) -> None:
+    h = service
+    await catalogue(h)
+    clara = participant("Clara", "Weiß", "clara@example.de")
+    rejection = {
+        "request_id": "req-early",
+        "offering_id": "off-hv",
+        "reason": "waitlist_full",
+        "detail": "Das Angebot ist ausgebucht.",
+    }
+    await h.publish("registration.rejected", rejection)
+    await asyncio.sleep(0.5)
+    assert h.smtp.messages == []  # no address known yet
+    # The request arrives late, twice, among other requests that are only remembered.
+    bernd = participant("Bernd", "Krause", "bernd@example.de", "male")
+    late = make_event("registration.requested", request(clara), source="/tests", id_="req-early")
+    for _ in range(2):
+        await h.publish_raw("registration.requested", late.model_dump_json().encode(), late.id)
+        await h.publish("registration.requested", request(bernd))
+    await wait_for_mails(h, 1)
+    await asyncio.sleep(1.0)
+    [mail] = h.smtp.messages
+    assert one(h, "clara@example.de", "Ihre Anmeldung konnte nicht angenommen werden") is mail
+    assert len(await h.deliveries("template = 'rejected'")) == 1
+
+
 async def test_smtp_down_for_a_while_nothing_lost_nothing_doubled(service: Harness) -> None:
     h = service
     await catalogue(h)

@@ -111,7 +111,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(
             self.db.pool,
             self.name,
-            partial(publish_outbox_row, self.broker),
+            partial(publish_outbox_row, self.broker, app_id=self.name),
             batch_size=self.settings.outbox_batch_size,
             poll_seconds=self.settings.outbox_poll_seconds,
             service=self.name,

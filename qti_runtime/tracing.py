@@ -22,11 +22,15 @@ EXPORTERS = ("none", "console", "otlp")
 
 _tracer: trace.Tracer = trace.get_tracer(__name__)  # a proxy: follows the global provider once set
 _configured = False
+# Whether spans are recorded (an SDK provider is installed). Without one, a message that arrives without
+# a trace context has nothing to pass on, and the no-op span machinery is skipped: per message it cost
+# more than the rest of the consumer's own bookkeeping.
+_recording = False
 
 
 def configure_tracing(service: str, exporter: str) -> None:
     """Install the SDK provider for `exporter` once per process; `none` installs nothing."""
-    global _configured
+    global _configured, _recording
     if exporter not in EXPORTERS:
         raise ValueError(f"QTI_OTEL_EXPORTER must be one of {', '.join(EXPORTERS)}, not {exporter!r}")
     if _configured or exporter == "none":
@@ -41,19 +45,21 @@ def configure_tracing(service: str, exporter: str) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": f"qti-{service}"}))
     provider.add_span_processor(BatchSpanProcessor(span_exporter))
     trace.set_tracer_provider(provider)  # flushed and shut down at exit by the SDK
-    _configured = True
+    _configured = _recording = True
 
 
 def use_tracer_provider(provider: trace.TracerProvider | None) -> None:
     """Test hook: trace with `provider` (None: back to the global one) without touching the global."""
-    global _tracer
+    global _tracer, _recording
     _tracer = provider.get_tracer(__name__) if provider is not None else trace.get_tracer(__name__)
+    _recording = provider is not None or _configured
 
 
 def inject_trace_headers() -> dict[str, str]:
     """`traceparent`/`tracestate` of the current context, for the headers of an outgoing message."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    if _recording or trace.get_current_span().get_span_context().is_valid:
+        propagate.inject(carrier)
     return carrier
 
 
@@ -62,6 +68,9 @@ def consume_span(
     headers: Mapping[str, Any], *, event_type: str, event_id: str, queue: str, correlation_id: str | None
 ) -> Iterator[Span]:
     """A CONSUMER span for handling one message, child of the context in the message's headers."""
+    if not _recording and "traceparent" not in headers:
+        yield trace.INVALID_SPAN  # nothing to record and no context to pass on
+        return
     carrier = {
         key: value.decode() if isinstance(value, bytes) else value
         for key, value in headers.items()

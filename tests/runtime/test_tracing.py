@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -105,6 +106,26 @@ async def test_trace_context_travels_in_message_headers(
     assert first.attributes["cloudevents.event_type"] == "probe.input"
     assert first.attributes["messaging.message.id"] == "evt-trace"
     assert first.resource.attributes["service.name"] == "qti-probe"
+
+
+async def test_without_tracing_an_incoming_trace_context_is_passed_on_and_none_is_made_up(
+    settings: Settings, tmp_path: Any, amqp_url: str
+) -> None:
+    rt = make_runtime(settings, tmp_path, [])  # no provider: the API's no-op tracer
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await rt.start()
+    try:
+        for event_id, headers in (("evt-traced", {"traceparent": traceparent}), ("evt-plain", None)):
+            body = make_event("probe.input", {}, source="/test", id_=event_id).model_dump_json().encode()
+            await publish_event_bytes(
+                rt.broker, body, routing_key="probe.input", message_id=event_id, headers=headers
+            )
+        emitted = await get_messages(amqp_url, "probe.done-watch", expect=2)
+    finally:
+        await rt.stop()
+    by_input = {json.loads(m.body)["data"]["of"]: m.headers for m in emitted}
+    assert str(by_input["evt-traced"]["traceparent"]).split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    assert "traceparent" not in by_input["evt-plain"]
 
 
 async def test_dead_lettered_message_span_has_error_status(

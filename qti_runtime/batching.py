@@ -37,12 +37,15 @@ class Batching:
     handler: BatchHandler
     max_size: int = 100
     max_wait_seconds: float = 0.005
+    # Batches run at the same time. While they run, arriving messages wait and form the next batch, so
+    # batches grow with the load instead of many small transactions contending for the same rows.
+    max_running: int = 1
     # The event types that are batched; None for all. Others take the one-message path.
     types: frozenset[str] | None = None
 
 
 class MicroBatcher:
-    """Collects submitted messages and runs the batch handler on them; batches may overlap in time."""
+    """Collects submitted messages and runs the batch handler on them, at most `max_running` at a time."""
 
     def __init__(self, batching: Batching) -> None:
         self._batching = batching
@@ -68,11 +71,17 @@ class MicroBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._pending = self._pending, []
-        if batch:
+        while self._pending and len(self._running) < self._batching.max_running:
+            size = self._batching.max_size
+            batch, self._pending = self._pending[:size], self._pending[size:]
             task = asyncio.create_task(self._run(batch), name="micro-batch")
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._pending:
+            self._flush()  # what arrived while the batch ran is the next batch, without further wait
 
     async def _run(self, batch: list[tuple[BatchItem, asyncio.Future[bool]]]) -> None:
         try:

@@ -1,15 +1,17 @@
 """Micro-batched consumption against the real broker and database: one transaction per batch, each
-message acknowledged after its batch commits, and a failing batch falling back to one message at a time."""
+message acknowledged after its batch commits, and a failing batch falling back to one message at a time;
+and the batcher's own scheduling (one batch at a time, the next one formed while it runs)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from qti_contracts.envelope import RawEvent, make_event
-from qti_runtime.batching import Batching
+from qti_runtime.batching import Batching, BatchItem, MicroBatcher
 from qti_runtime.broker import QueueSpec, create_broker, publish_event_bytes
 from qti_runtime.consumer import DeadLetter, Delivery, Subscription
 from qti_runtime.service import ServiceRuntime
@@ -126,3 +128,46 @@ async def test_failing_batch_falls_back_to_one_message_at_a_time(
     expected = sorted(event_id for event_id, _ in good)
     await wait_for_effects(runtime, expected)  # the rolled-back batch's good events took effect once
     assert "evt-bad" in recorder.single_calls
+
+
+async def test_batches_wait_for_the_running_one_and_grow_with_the_load() -> None:
+    """While a batch runs, arriving messages queue up and become the next batch (at most `max_size`)."""
+    running = 0
+    most_running = 0
+    sizes: list[int] = []
+    release = asyncio.Event()
+
+    async def handler(items: Sequence[BatchItem]) -> None:
+        nonlocal running, most_running
+        running += 1
+        most_running = max(most_running, running)
+        sizes.append(len(items))
+        await release.wait()
+        running -= 1
+
+    batcher = MicroBatcher(Batching(handler, max_size=4, max_wait_seconds=0.001))
+    first = asyncio.ensure_future(batcher.submit(_event(0), _delivery()))
+    await asyncio.sleep(0.01)  # the first batch (one message) is running and waits for `release`
+    later = [asyncio.ensure_future(batcher.submit(_event(n), _delivery())) for n in range(1, 7)]
+    await asyncio.sleep(0.01)
+    assert sizes == [1]  # nothing else started while the first batch runs
+    release.set()
+    assert all(await asyncio.gather(first, *later))
+    assert sizes == [1, 4, 2]
+    assert most_running == 1
+
+
+def _event(n: int) -> RawEvent:
+    return RawEvent(id=f"evt-{n}", source="/test", type="probe.batched", data={})
+
+
+def _delivery() -> Delivery:
+    return Delivery(
+        queue="probe.batched",
+        routing_key="probe.batched",
+        message_id=None,
+        correlation_id=None,
+        reply_to=None,
+        headers={},
+        delivery_count=0,
+    )

@@ -68,7 +68,11 @@ async def start_recorder() -> tuple[asyncio.subprocess.Process, int]:
 
 
 def service_processes(
-    box: Sandbox, smtp_port: int, replicas: dict[str, int], log: IO[bytes]
+    box: Sandbox,
+    smtp_port: int,
+    replicas: dict[str, int],
+    log: IO[bytes],
+    background_nice: int | None = None,
 ) -> dict[str, Processes]:
     env = {
         "QTI_AMQP_URL": box.amqp_url,
@@ -78,11 +82,19 @@ def service_processes(
         "QTI_STAFF_TOKEN": STAFF_TOKEN,
         "QTI_DEMO_DATA": "0",
     }
+    extra = {
+        "catalogue": {"QTI_DEMO_DATA": "1"},
+        **{
+            name: {"QTI_CPU_NICE": str(background_nice)}
+            for name in ("notification", "reporting")
+            if background_nice is not None
+        },
+    }
     return {
         name: Processes(
             name,
             replicas.get(name, 1),
-            {**env, "QTI_DEMO_DATA": "1"} if name == "catalogue" else env,
+            {**env, **extra.get(name, {})},
             free_port(),
             log,
         )
@@ -91,11 +103,13 @@ def service_processes(
 
 
 @asynccontextmanager
-async def running_system(box: Sandbox, replicas: dict[str, int], log: IO[bytes]) -> AsyncIterator[System]:
+async def running_system(
+    box: Sandbox, replicas: dict[str, int], log: IO[bytes], *, background_nice: int | None = None
+) -> AsyncIterator[System]:
     """Consumers first, catalogue last: catalogue publishes the demo nodes once at start, and an event
     published before notification's queue is bound never reaches it (every mail needs the node)."""
     recorder, smtp_port = await start_recorder()
-    services = service_processes(box, smtp_port, replicas, log)
+    services = service_processes(box, smtp_port, replicas, log, background_nice)
     try:
         await asyncio.gather(*(p.start() for name, p in services.items() if name != "catalogue"))
         await services["catalogue"].start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import threading
@@ -204,8 +205,12 @@ async def _message_itself(message: RabbitMessage) -> RabbitMessage:
     return message
 
 
-def serve(app: FastAPI, host: str, port: int, *, grace_seconds: float = 15.0) -> None:
-    """Run the app; replicas on one machine share the port (SO_REUSEPORT) and the kernel spreads load."""
+def serve(app: FastAPI, host: str, port: int, *, grace_seconds: float = 15.0, nice: int = 0) -> None:
+    """Run the app; replicas on one machine share the port (SO_REUSEPORT) and the kernel spreads load.
+
+    `nice` lowers the process's CPU priority: see `Settings.cpu_nice`.
+    """
+    lower_cpu_priority(nice)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -222,6 +227,12 @@ def serve(app: FastAPI, host: str, port: int, *, grace_seconds: float = 15.0) ->
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, _exit_after_drain)
     server.run(sockets=[sock])
+
+
+def lower_cpu_priority(nice: int) -> None:
+    """Set this process's nice value to `nice` unless it is already higher (never raises priority)."""
+    if nice > os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
 
 
 def _exit_after_drain(_signum: int, _frame: object) -> None:

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(default=10, ge=1)
 
     shutdown_grace_seconds: float = Field(default=15.0, ge=0)
+    # CPU priority of the process (a nice value: higher yields the CPU to others). On a machine that
+    # several services share, work that may wait (mails, figures) yields to answers people wait for.
+    cpu_nice: int = Field(
+        default=0, ge=0, le=19, description="CPU priority as a nice value (higher yields to the others)"
+    )
     log_level: str = "INFO"
     log_json: bool = True
     otel_exporter: str = Field(default="none", description="none, console or otlp (tracing exporter)")

@@ -70,4 +70,5 @@ def main() -> None:
         settings.http_host,
         settings.catalogue_port,
         grace_seconds=settings.shutdown_grace_seconds,
+        nice=settings.cpu_nice,
     )

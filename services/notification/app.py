@@ -57,4 +57,5 @@ def main() -> None:
         settings.http_host,
         settings.notification_port,
         grace_seconds=settings.shutdown_grace_seconds,
+        nice=settings.cpu_nice,
     )

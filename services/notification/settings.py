@@ -12,6 +12,9 @@ DEV_PSEUDONYM_KEY = "dev-pseudonym-key-not-for-production"
 class NotificationSettings(Settings):
     """`QTI_SMTP_*`, sender tuning, reminder lead time and the pseudonym key."""
 
+    # Mails may wait a few seconds; registration's answers may not (see `Settings.cpu_nice`).
+    cpu_nice: int = Field(default=10, ge=0, le=19, description="mails yield the CPU to registration")
+
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=1025, ge=1, le=65535)
     smtp_starttls: bool = False

@@ -55,4 +55,5 @@ def main() -> None:
         settings.http_host,
         settings.registration_port,
         grace_seconds=settings.shutdown_grace_seconds,
+        nice=settings.cpu_nice,
     )

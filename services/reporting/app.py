@@ -21,6 +21,8 @@ class ReportingSettings(Settings):
     # change; set a secret one in production.
     pseudonym_key: SecretStr = SecretStr("dev-pseudonym-key")
     kpi_debounce_seconds: float = Field(default=5.0, gt=0)
+    # Figures may lag a moment; registration's answers may not (see `Settings.cpu_nice`).
+    cpu_nice: int = Field(default=10, ge=0, le=19, description="figures yield the CPU to registration")
 
 
 def reporting_settings(settings: Settings | None) -> ReportingSettings:
@@ -55,4 +57,5 @@ def main() -> None:
         config.http_host,
         config.reporting_port,
         grace_seconds=config.shutdown_grace_seconds,
+        nice=config.cpu_nice,
     )

@@ -264,40 +264,25 @@ class RegistrationService:
         ledger = decisions.ledgers.get(request.offering_id)
         if ledger is None:
             offering = await store.lock_offering(uow.conn, request.offering_id)
-            if offering is None:
-                await self._offering_unknown(uow, decisions, ctx, request, envelope, may_defer)
+            if offering is not None:
+                ledger = decisions.ledgers[request.offering_id] = SeatLedger(offering)
+            elif may_defer and self.offering_wait_seconds > 0:
+                # The offering may still be on its way from catalogue; decide when it arrives.
+                await store.defer_request(
+                    uow.conn,
+                    ctx.request_id,
+                    request.offering_id,
+                    envelope.model_dump_json(),
+                    ctx.reply_to,
+                    ctx.reply_correlation_id,
+                )
                 return
-            ledger = decisions.ledgers[request.offering_id] = SeatLedger(offering)
+            else:
+                detail = domain.offering_not_found_detail(request.offering_id)
+                reason = RejectionReason.OFFERING_NOT_FOUND
+                self._reject(uow, decisions, ctx, request.offering_id, reason, detail)
+                return
         await self._decide_with_offering(uow, decisions, ctx, request, ledger)
-
-    async def _offering_unknown(
-        self,
-        uow: UnitOfWork,
-        decisions: Decisions,
-        ctx: RequestContext,
-        request: RegistrationRequested,
-        envelope: RawEvent,
-        may_defer: bool,
-    ) -> None:
-        if may_defer and self.offering_wait_seconds > 0:
-            # The offering may still be on its way from catalogue; decide when it arrives.
-            await store.defer_request(
-                uow.conn,
-                ctx.request_id,
-                request.offering_id,
-                envelope.model_dump_json(),
-                ctx.reply_to,
-                ctx.reply_correlation_id,
-            )
-            return
-        self._reject(
-            uow,
-            decisions,
-            ctx,
-            request.offering_id,
-            RejectionReason.OFFERING_NOT_FOUND,
-            domain.offering_not_found_detail(request.offering_id),
-        )
 
     async def _decide_with_offering(
         self,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from qti_contracts import (
@@ -105,16 +106,11 @@ class SeatLedger:
     def counters(self) -> store.SeatCounters:
         return store.SeatCounters(self.offering.offering_id, self.confirmed, self.waitlisted, self.version)
 
-    async def save(self, uow: UnitOfWork) -> None:
-        if self.changed:
-            await store.save_counters(
-                uow.conn, self.offering.offering_id, self.confirmed, self.waitlisted, self.version
-            )
-
 
 @dataclass
 class Decisions:
-    """The decisions of one transaction, kept in memory and written together at its end.
+    """The decisions of one transaction and the seat counters of the offerings it locked, kept in memory
+    and written together at its end (the only place seat counters are written).
 
     `ledgers` holds the offerings locked so far, `holders` who holds live registrations for them; both
     include this transaction's own decisions, which are not in the database until `write`.
@@ -125,7 +121,9 @@ class Decisions:
     registrations: list[store.NewRegistration] = field(default_factory=list)
     outcomes: list[store.Outcome] = field(default_factory=list)
 
-    async def holders_of(self, conn: Any, offering_id: str, email: str, company: str) -> tuple[bool, int]:
+    async def holders_of(
+        self, conn: asyncpg.Connection, offering_id: str, email: str, company: str
+    ) -> tuple[bool, int]:
         if not self.holders.knows(offering_id, email, company):
             self.holders.merge(await store.load_live_holders(conn, [(offering_id, email, company)]))
         return self.holders.of(offering_id, email, company)
@@ -459,7 +457,7 @@ class RegistrationService:
         await store.set_status(uow.conn, registration_id, Status.CANCELLED, cancel_cause=cause.value)
         if offering.seats.status == OfferingStatus.PUBLISHED:
             await self._promote(uow, ledger, correlation_id)
-        await ledger.save(uow)
+        await Decisions({offering_id: ledger}).write(uow)  # the seat counters
 
     def _cancel_one(
         self,

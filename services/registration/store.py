@@ -113,19 +113,6 @@ async def mark_cancelled(conn: asyncpg.Connection, offering_id: str, now: dateti
     )
 
 
-async def save_counters(
-    conn: asyncpg.Connection, offering_id: str, confirmed: int, waitlisted: int, version: int
-) -> None:
-    await conn.execute(
-        "UPDATE offerings SET confirmed = $2, waitlisted = $3, seat_version = $4, updated_at = now()"
-        " WHERE offering_id = $1",
-        offering_id,
-        confirmed,
-        waitlisted,
-        version,
-    )
-
-
 async def load_live_holders(conn: asyncpg.Connection, keys: Sequence[tuple[str, str, str]]) -> LiveHolders:
     """Live registrations held by these (offering, e-mail, company key)s, in one query.
 

@@ -48,27 +48,28 @@ class OutboxMessage:
         exchange: str = EVENTS_EXCHANGE,
         routing_key: str | None = None,
         headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
+        body: bytes,
     ) -> OutboxMessage:
+        """`body`: the event's JSON (serialised once by the unit of work)."""
         return cls(
             event_id=event.id,
             exchange=exchange,
             routing_key=routing_key or event.type,
-            body=body if body is not None else event.model_dump_json().encode(),
+            body=body,
             correlation_id=event.correlationid,
             headers=dict(headers or {}),
         )
 
     @classmethod
     def reply(
-        cls, event: CloudEvent[Any], reply_to: str, correlation_id: str | None, body: bytes | None = None
+        cls, event: CloudEvent[Any], reply_to: str, correlation_id: str | None, *, body: bytes
     ) -> OutboxMessage:
         """The same outcome sent to a client's reply queue through the default exchange."""
         return cls(
             event_id=event.id,
             exchange="",
             routing_key=reply_to,
-            body=body if body is not None else event.model_dump_json().encode(),
+            body=body,
             correlation_id=correlation_id or event.correlationid,
             kind="reply",
         )

@@ -82,19 +82,19 @@ def service_processes(
         "QTI_STAFF_TOKEN": STAFF_TOKEN,
         "QTI_DEMO_DATA": "0",
     }
-    extra = {
-        "catalogue": {"QTI_DEMO_DATA": "1"},
-        **{
-            name: {"QTI_CPU_NICE": str(background_nice)}
-            for name in ("notification", "reporting")
-            if background_nice is not None
-        },
-    }
+
+    def env_of(name: str) -> dict[str, str]:
+        if name == "catalogue":
+            return {**env, "QTI_DEMO_DATA": "1"}
+        if name in ("notification", "reporting") and background_nice is not None:
+            return {**env, "QTI_CPU_NICE": str(background_nice)}
+        return env
+
     return {
         name: Processes(
             name,
             replicas.get(name, 1),
-            {**env, **extra.get(name, {})},
+            env_of(name),
             free_port(),
             log,
         )

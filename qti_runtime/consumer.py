@@ -28,7 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 from qti_contracts.envelope import CONTENT_TYPE, RawEvent
 from qti_contracts.registry import readable_errors
 from qti_contracts.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue
-from qti_runtime import metrics
+from qti_runtime import acks, metrics
 from qti_runtime.batching import Batching, MicroBatcher
 from qti_runtime.broker import PUBLISH_TIMEOUT_SECONDS, QueueSpec
 from qti_runtime.logging import get_logger
@@ -173,7 +173,7 @@ class Consumer:
         handler = self._subscription.handlers.get(event.type)
         if handler is None and self._subscription.unknown_types == "ignore":
             # Forward compatible, and nothing of the message is kept (it may carry personal data).
-            await message.ack()
+            await _ack(message)
             log.info("message.ignored_unknown_type", event_type=event.type, queue=self._queue)
             metrics.MESSAGES_HANDLED.labels(self._service, self._queue, "unknown", "ignored").inc()
             return
@@ -208,7 +208,7 @@ class Consumer:
             if not await self._batcher.submit(event, delivery):
                 return False
         metrics.HANDLER_SECONDS.labels(self._service, event.type).observe(time.perf_counter() - started)
-        await message.ack()
+        await _ack(message)
         metrics.MESSAGES_HANDLED.labels(self._service, self._queue, event.type, "ok").inc()
         return True
 
@@ -238,7 +238,7 @@ class Consumer:
                 metrics.HANDLER_SECONDS.labels(self._service, event.type).observe(
                     time.perf_counter() - started
                 )
-            await message.ack()
+            await _ack(message)
         metrics.MESSAGES_HANDLED.labels(self._service, self._queue, event.type, "ok").inc()
 
     async def _failed(
@@ -251,7 +251,7 @@ class Consumer:
             return
         # The traceback once per message is enough to find a bug; later attempts only count.
         log.warning("message.failed", attempt=attempts, error=repr(exc), exc_info=attempts == 1)
-        await message.nack(requeue=True)
+        await _nack(message)
         metrics.MESSAGES_HANDLED.labels(self._service, self._queue, event.type, "requeued").inc()
 
     async def _dead_letter(
@@ -284,12 +284,25 @@ class Consumer:
         except Exception as exc:
             # Not parked: give it back so that it is neither lost nor acknowledged.
             log.error("dead_letter.publish_failed", error=repr(exc), reason=reason)
-            await message.nack(requeue=True)
+            await _nack(message)
             return
-        await message.ack()
+        await _ack(message)
         log.warning("message.dead_lettered", reason=reason, kind=kind, queue=self._queue)
         metrics.DEAD_LETTERED.labels(self._service, self._queue, kind).inc()
         metrics.MESSAGES_HANDLED.labels(self._service, self._queue, type_label, "dead_lettered").inc()
+
+
+async def _ack(message: RabbitMessage) -> None:
+    raw = message.raw_message
+    assert raw.delivery_tag is not None  # consumed with acknowledgements
+    await acks.of_channel(raw.channel).ack(raw.delivery_tag)
+
+
+async def _nack(message: RabbitMessage) -> None:
+    """Back to the queue for another try (its delivery limit dead-letters a message that keeps failing)."""
+    raw = message.raw_message
+    assert raw.delivery_tag is not None
+    await acks.of_channel(raw.channel).nack(raw.delivery_tag, requeue=True)
 
 
 def _delivery_count(headers: Mapping[str, Any] | None) -> int:

@@ -382,7 +382,19 @@ def phase_figures(phase: Phase, index: int, start: float, end: float, tracker: T
         "unmailed": sum(1 for r in decided if r.outcome == "confirmed" and not r.mailed),
         "outcome_latency": latency([(r.decided - r.sent) * 1000 for r in decided]),
         "mail_latency": latency([(r.mailed - r.sent) * 1000 for r in mailed]),
+        "outcome_max_ms_by_second": max_by_second(
+            [(r.sent - start, (r.decided - r.sent) * 1000) for r in decided]
+        ),
     }
+
+
+def max_by_second(samples: Iterable[tuple[float, float]]) -> list[float]:
+    """The slowest outcome of the requests sent in each second: one stall, or a spread tail."""
+    worst: dict[int, float] = {}
+    for offset, value in samples:
+        second = max(0, int(offset))
+        worst[second] = max(worst.get(second, 0.0), value)
+    return [round(worst.get(second, 0.0), 1) for second in range(max(worst, default=-1) + 1)]
 
 
 # ------------------------------------------------------------------------------------------ the run

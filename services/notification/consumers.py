@@ -36,11 +36,17 @@ def subscriptions(handlers: NotificationHandlers, delivery_limit: int, prefetch:
             handlers.handlers(),
             title="notification.events:consume",
             description="Registration outcomes and catalogue changes → delivery-log rows (mails to send).",
-            # Requests are only remembered, one statement for many; outcomes take one transaction each.
+            # Requests and outcomes, the bulk of the traffic, many to a transaction; the rest one by one.
             batching=Batching(
-                handlers.on_requested_batch,
+                handlers.on_batch,
                 max_size=max(1, prefetch // 2),
-                types=frozenset({RoutingKey.REGISTRATION_REQUESTED}),
+                types=frozenset(
+                    {
+                        RoutingKey.REGISTRATION_REQUESTED,
+                        RoutingKey.REGISTRATION_CONFIRMED,
+                        RoutingKey.REGISTRATION_WAITLISTED,
+                    }
+                ),
             ),
         )
     ]

@@ -1,4 +1,5 @@
-"""Event in → replicas updated and delivery-log rows written, in one transaction per event.
+"""Event in → replicas updated and delivery-log rows written, in one transaction per event (requests and
+outcomes: per micro-batch of events).
 
 No mail is sent here: handlers only insert `pending` rows (reminders: rows due later) and wake the
 sender (`sender.py`). So a redelivered event, a second replica or a crash never sends anything twice:
@@ -16,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -55,6 +56,25 @@ def _parse(event: RawEvent, model: type[ModelT]) -> ModelT:
         return model.model_validate(event.data)
     except ValidationError as exc:
         raise DeadLetter(f"invalid {event.type} payload: {readable_errors(exc)}", "invalid_data") from exc
+
+
+class Outcome(NamedTuple):
+    data: RegistrationConfirmed | RegistrationWaitlisted
+    incoming: Literal["confirmed", "waitlisted"]
+    template: str
+    params: dict[str, Any]
+
+
+_OUTCOMES: Final = frozenset({RoutingKey.REGISTRATION_CONFIRMED, RoutingKey.REGISTRATION_WAITLISTED})
+
+
+def _outcome_of(event: RawEvent) -> Outcome:
+    """The outcome an event reports and the mail it calls for; invalid data is dead-lettered."""
+    if event.type == RoutingKey.REGISTRATION_CONFIRMED:
+        confirmed = _parse(event, RegistrationConfirmed)
+        return Outcome(confirmed, "confirmed", "promoted" if confirmed.from_waitlist else "confirmation", {})
+    waitlisted = _parse(event, RegistrationWaitlisted)
+    return Outcome(waitlisted, "waitlisted", "waitlisted", {"position": waitlisted.position})
 
 
 def _requester(event: RawEvent) -> Person | None:
@@ -207,27 +227,52 @@ class NotificationHandlers:
     # --------------------------------------------------------------------- registration events
 
     async def on_requested(self, event: RawEvent, delivery: Delivery) -> None:
-        await self.on_requested_batch([(event, delivery)])
+        await self.on_batch([(event, delivery)])
 
-    async def on_requested_batch(self, items: Sequence[tuple[RawEvent, Delivery]]) -> None:
-        """Remember who asked, for a possible rejection; many requests in one transaction. Lenient: even
-        an invalid request that has a usable address can be told why it was rejected."""
-        people = {event.id: (event, person) for event, _ in items if (person := _requester(event))}
-        if not people:
-            return
+    async def on_batch(self, items: Sequence[tuple[RawEvent, Delivery]]) -> None:
+        """Requests and outcomes (confirmed, waitlisted) in one transaction for many: one commit, one inbox
+        claim and one lock statement instead of one each per event. Outcomes are applied in delivery order,
+        so a registration waitlisted and promoted within one batch ends up as it would one by one."""
+        outcomes = [(event, _outcome_of(event)) for event, _ in items if event.type in _OUTCOMES]
+        people = {
+            event.id: (event, person)
+            for event, _ in items
+            if event.type == RoutingKey.REGISTRATION_REQUESTED and (person := _requester(event))
+        }
         async with unit_of_work(self.db) as uow:
-            fresh = await uow.claim_many(CONSUMER, list(people))
+            fresh = await uow.claim_many(CONSUMER, [*people, *(event.id for event, _ in outcomes)])
             if not fresh:
                 return
-            # The same lock as the rejection handler's: either it sees this request, or this sees it.
-            await advisory_locks(uow.conn, [store.lock_key("request", request_id) for request_id in fresh])
-            requests = [
-                store.NewRequest(request_id, _offering_of(people[request_id][0]), people[request_id][1])
-                for request_id in sorted(fresh)
-            ]
-            for request_id in await store.save_requests(uow.conn, requests):
-                event, person = people[request_id]
-                await self._rejection_came_first(uow, event, person)
+            # The same locks as the one-event handlers take: of the request (the rejection handler's)
+            # and of the registration (every handler of its events).
+            await advisory_locks(
+                uow.conn,
+                [store.lock_key("request", request_id) for request_id in fresh if request_id in people]
+                + [
+                    store.lock_key("registration", o.data.registration_id)
+                    for e, o in outcomes
+                    if e.id in fresh
+                ],
+            )
+            await self._remember_requests(uow, {key: people[key] for key in people if key in fresh})
+            unapplied = set(fresh)  # a copy redelivered into the same batch takes effect once
+            for event, outcome in outcomes:
+                if event.id in unapplied:
+                    unapplied.discard(event.id)
+                    await self._apply_outcome(uow, event, outcome)
+
+    async def _remember_requests(
+        self, uow: UnitOfWork, people: Mapping[str, tuple[RawEvent, Person]]
+    ) -> None:
+        """Remember who asked, for a possible rejection. Lenient: even an invalid request that has a
+        usable address can be told why it was rejected. The caller holds the requests' locks."""
+        requests = [
+            store.NewRequest(request_id, _offering_of(people[request_id][0]), people[request_id][1])
+            for request_id in sorted(people)
+        ]
+        for request_id in await store.save_requests(uow.conn, requests):
+            event, person = people[request_id]
+            await self._rejection_came_first(uow, event, person)
 
     async def _rejection_came_first(self, uow: UnitOfWork, event: RawEvent, person: Person) -> None:
         """The request's row existed already: if it is a rejection waiting for an address, mail it now,
@@ -277,72 +322,60 @@ class NotificationHandlers:
         await store.add_deliveries(uow.conn, [mail])
         await store.wake_senders(uow.conn)
 
-    async def on_confirmed(self, event: RawEvent, delivery: Delivery) -> None:
-        data = _parse(event, RegistrationConfirmed)
-        template = "promoted" if data.from_waitlist else "confirmation"
-        await self._outcome(event, data, "confirmed", template, {})
+    async def on_outcome(self, event: RawEvent, delivery: Delivery) -> None:
+        """registration.confirmed or .waitlisted, one event (see `on_batch` for many)."""
+        outcome = _outcome_of(event)
+        lock = store.lock_key("registration", outcome.data.registration_id)
+        async with unit_of_work(self.db) as uow:
+            if await uow.claim(CONSUMER, event.id, lock=lock):
+                await self._apply_outcome(uow, event, outcome)
 
-    async def on_waitlisted(self, event: RawEvent, delivery: Delivery) -> None:
-        data = _parse(event, RegistrationWaitlisted)
-        await self._outcome(event, data, "waitlisted", "waitlisted", {"position": data.position})
-
-    async def _outcome(
-        self,
-        event: RawEvent,
-        data: RegistrationConfirmed | RegistrationWaitlisted,
-        incoming: Literal["confirmed", "waitlisted"],
-        template: str,
-        params: dict[str, Any],
-    ) -> None:
+    async def _apply_outcome(self, uow: UnitOfWork, event: RawEvent, outcome: Outcome) -> None:
+        """The caller claimed the event and holds the registration's lock."""
+        data, incoming, template, params = outcome
         p = data.participant
         person = _person(p.given_name, p.family_name, str(p.email), p.gender.value)
-        lock = store.lock_key("registration", data.registration_id)
-        async with unit_of_work(self.db) as uow:
-            if not await uow.claim(CONSUMER, event.id, lock=lock):
-                return
-            current, first_session = await store.recipient_and_first_session(
-                uow.conn, data.registration_id, data.offering_id
-            )
-            transition = domain.on_registration_outcome(
-                current.status if current else None,  # type: ignore[arg-type]
-                current is not None and current.person is not None,
-                incoming,
-            )
-            mails: list[NewDelivery] = []
-            if transition.send:
-                mails.append(
-                    self._delivery(
-                        template=template,
-                        trigger=event.id,
-                        event=event,
-                        key=data.registration_id,
-                        person=person,
-                        registration_id=data.registration_id,
-                        offering_id=data.offering_id,
-                        params=params,
-                    )
+        current, first_session = await store.recipient_and_first_session(
+            uow.conn, data.registration_id, data.offering_id
+        )
+        transition = domain.on_registration_outcome(
+            current.status if current else None,  # type: ignore[arg-type]
+            current is not None and current.person is not None,
+            incoming,
+        )
+        mails: list[NewDelivery] = []
+        if transition.send:
+            mails.append(
+                self._delivery(
+                    template=template,
+                    trigger=event.id,
+                    event=event,
+                    key=data.registration_id,
+                    person=person,
+                    registration_id=data.registration_id,
+                    offering_id=data.offering_id,
+                    params=params,
                 )
-            if transition.send_deferred_cancellation and current is not None:
-                mails.append(self._deferred_cancellation(event, current, person))
-            reminder = None
-            if transition.send and transition.status == "confirmed":
-                reminder = self._reminder(
-                    event, data.registration_id, data.offering_id, person, first_session
-                )
-            recipient = store.RecipientUpdate(
-                registration_id=data.registration_id,
-                offering_id=data.offering_id,
-                request_id=data.request_id,
-                person=person,
-                status=transition.status,
-                correlation_id=event.correlationid,
             )
-            await store.record_outcome(
-                uow.conn,
-                recipient,
-                [*mails, *([reminder] if reminder else [])],
-                keep_reminder=reminder.notification_id if reminder else None,
-            )
+        if transition.send_deferred_cancellation and current is not None:
+            mails.append(self._deferred_cancellation(event, current, person))
+        reminder = None
+        if transition.send and transition.status == "confirmed":
+            reminder = self._reminder(event, data.registration_id, data.offering_id, person, first_session)
+        recipient = store.RecipientUpdate(
+            registration_id=data.registration_id,
+            offering_id=data.offering_id,
+            request_id=data.request_id,
+            person=person,
+            status=transition.status,
+            correlation_id=event.correlationid,
+        )
+        await store.record_outcome(
+            uow.conn,
+            recipient,
+            [*mails, *([reminder] if reminder else [])],
+            keep_reminder=reminder.notification_id if reminder else None,
+        )
 
     def _deferred_cancellation(self, event: RawEvent, tombstone: RecipientRow, person: Person) -> NewDelivery:
         trigger = tombstone.cancel_event_id or event.id
@@ -523,8 +556,8 @@ class NotificationHandlers:
     def handlers(self) -> dict[str, Handler]:
         return {
             RoutingKey.REGISTRATION_REQUESTED: self.on_requested,
-            RoutingKey.REGISTRATION_CONFIRMED: self.on_confirmed,
-            RoutingKey.REGISTRATION_WAITLISTED: self.on_waitlisted,
+            RoutingKey.REGISTRATION_CONFIRMED: self.on_outcome,
+            RoutingKey.REGISTRATION_WAITLISTED: self.on_outcome,
             RoutingKey.REGISTRATION_REJECTED: self.on_rejected,
             RoutingKey.REGISTRATION_CANCELLED: self.on_cancelled,
             RoutingKey.OFFERING_PUBLISHED: self.on_offering,

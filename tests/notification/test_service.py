@@ -456,6 +456,37 @@ async def test_same_event_five_times_gives_one_mail(service: Harness) -> None:
     assert await h.events(expect=1, timeout=0.5) == []
 
 
+async def test_outcomes_in_bulk_are_mailed_once_each_and_in_order(service: Harness) -> None:
+    """Outcomes arriving together are handled many to a transaction: a registration waitlisted and
+    promoted back to back gets both mails, copies change nothing, every confirmation goes out once."""
+    h = service
+    await catalogue(h)
+    people = [participant(f"Teil{n}", f"Nehmer{n}", f"p{n}@example.de") for n in range(30)]
+    confirmed = [
+        make_event("registration.confirmed", outcome(f"reg-{n}", f"req-{n}", p), source="/registration")
+        for n, p in enumerate(people)
+    ]
+    wolf = participant("Wolf", "Lange", "wolf@example.de", "male")
+    waitlisted = make_event(
+        "registration.waitlisted", outcome("reg-w", "req-w", wolf, position=1), source="/r"
+    )
+    promoted = make_event(
+        "registration.confirmed", outcome("reg-w", "req-w", wolf, from_waitlist=True), source="/registration"
+    )
+    for event in [*confirmed[:15], waitlisted, promoted, *confirmed[15:], *confirmed[:5], waitlisted]:
+        await h.publish_raw(event.type, event.model_dump_json().encode(), event.id)
+    await wait_for_mails(h, 32)
+    await asyncio.sleep(1.0)
+    assert len(h.smtp.messages) == 32
+    for n in range(30):
+        one(h, f"p{n}@example.de", "Anmeldebestätigung")
+    one(h, "wolf@example.de", "Warteliste (Platz 1)")
+    one(h, "wolf@example.de", "Nachgerückt")
+    async with h.runtime.db.pool.acquire() as conn:
+        status = await conn.fetchval("SELECT status FROM recipients WHERE registration_id = 'reg-w'")
+    assert status == "confirmed"
+
+
 async def test_rejection_overtaking_its_request_is_mailed_once_the_request_arrives(service: Harness) -> None:
     h = service
     await catalogue(h)

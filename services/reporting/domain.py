@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -269,12 +270,57 @@ class NotificationFact:
     failed_permanent: bool
 
 
+# Where a fact counts: its offering's dimensions and the local day it is dated to.
+Anchor = tuple[dict[str, str], date]
+
+
+@dataclass(frozen=True)
+class Anchored:
+    """Every fact with its anchor, worked out once per `Facts` however many tables are computed."""
+
+    offerings: list[tuple[dict[str, str], date, OfferingFact]]
+    sessions: list[tuple[dict[str, str], date, tuple[datetime, int]]]
+    registrations: list[tuple[dict[str, str], date, RegistrationFact]]
+    requests: list[tuple[dict[str, str], date, RequestFact]]
+    notifications: list[tuple[dict[str, str], date, NotificationFact]]
+
+
 @dataclass(frozen=True)
 class Facts:
     offerings: Mapping[str, OfferingFact]
     registrations: Sequence[RegistrationFact]
     requests: Sequence[RequestFact]
     notifications: Sequence[NotificationFact]
+
+    @cached_property
+    def anchored(self) -> Anchored:
+        dims_of = {offering_id: _offering_dims(o) for offering_id, o in self.offerings.items()}
+        unknown = _offering_dims(None)
+
+        def anchor(offering_id: str | None, fallback: datetime) -> Anchor:
+            offering = self.offerings.get(offering_id) if offering_id else None
+            if offering is None:
+                return unknown, local_day(fallback)
+            return dims_of[offering.offering_id], local_day(offering.starts_at or fallback)
+
+        offerings = [
+            (dims_of[o.offering_id], local_day(o.starts_at), o)
+            for o in self.offerings.values()
+            if o.starts_at is not None
+        ]
+        sessions = [
+            (dims_of[o.offering_id], local_day(session[0]), session)
+            for o in self.offerings.values()
+            if o.held
+            for session in o.sessions
+        ]
+        return Anchored(
+            offerings=offerings,
+            sessions=sessions,
+            registrations=[(*anchor(r.offering_id, r.first_seen_at), r) for r in self.registrations],
+            requests=[(*anchor(r.offering_id, r.at), r) for r in self.requests],
+            notifications=[(*anchor(n.offering_id, n.at), n) for n in self.notifications],
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -479,8 +525,9 @@ def _values(  # noqa: PLR0915 (one statement per indicator)
     put("waitlisted", sum(1 for r in regs if r.waitlisted))
     rejected = [q for q in bucket.requests if q.outcome == "rejected"]
     put("rejected", len(rejected))
+    by_reason = Counter(q.reason for q in rejected)
     for reason in RejectionReason:
-        put(f"rejected_{reason.value}", sum(1 for q in rejected if q.reason == reason.value))
+        put(f"rejected_{reason.value}", by_reason[reason.value])
     put("cancelled", sum(1 for r in regs if r.cancelled))
     if offering_level:
         held_ids = {o.offering_id for o in held}
@@ -506,22 +553,19 @@ def _values(  # noqa: PLR0915 (one statement per indicator)
     put("companies", len(companies))
     sizes = [size for size, _ in companies.values()]
     put("smes", sum(1 for s in sizes if s in ("micro", "small", "medium")))
+    by_size = Counter(sizes)
     for size_class in SizeClass:
-        put(f"companies_{size_class.value}", sum(1 for s in sizes if s == size_class.value))
+        put(f"companies_{size_class.value}", by_size[size_class.value])
     put("automotive_suppliers", sum(1 for _, automotive in companies.values() if automotive))
     people: dict[str, RegistrationFact] = {}
     for r in sorted(participations, key=lambda r: r.registration_id):
         people.setdefault(r.person_ref or r.registration_id, r)
+    by_gender = Counter(r.gender or "unspecified" for r in people.values())
     for gender in Gender:
-        put(
-            f"participants_gender_{gender.value}",
-            sum(1 for r in people.values() if (r.gender or "unspecified") == gender.value),
-        )
+        put(f"participants_gender_{gender.value}", by_gender[gender.value])
+    by_age = Counter(r.age_band or "unspecified" for r in people.values())
     for band in AgeBand:
-        put(
-            f"participants_age_{band.value}",
-            sum(1 for r in people.values() if (r.age_band or "unspecified") == band.value),
-        )
+        put(f"participants_age_{band.value}", by_age[band.value])
     sent = sum(1 for n in bucket.notifications if n.sent)
     failed = sum(1 for n in bucket.notifications if n.failed_permanent and not n.sent)
     put("notifications_sent", sent)
@@ -555,34 +599,26 @@ def _bucketize(
     facts: Facts, filters: Filters, key_of: Callable[[dict[str, str], date, str | None], str]
 ) -> dict[str, _Bucket]:
     buckets: dict[str, _Bucket] = defaultdict(_Bucket)
-    for offering in facts.offerings.values():
-        dims = _offering_dims(offering)
-        if offering.starts_at is not None:
-            day = local_day(offering.starts_at)
-            if _passes(filters, dims, day):
-                buckets[key_of(dims, day, None)].offerings.append(offering)
-        for starts_at, units in offering.sessions if offering.held else ():
-            day = local_day(starts_at)
-            if _passes(filters, dims, day):
-                buckets[key_of(dims, day, None)].sessions.append((starts_at, units))
+    anchored = facts.anchored
+    everything = filters == Filters()
 
-    def anchor(offering_id: str | None, fallback: datetime) -> tuple[dict[str, str], date]:
-        offering = facts.offerings.get(offering_id) if offering_id else None
-        dims = _offering_dims(offering)
-        moment = offering.starts_at if offering and offering.starts_at else fallback
-        return dims, local_day(moment)
+    def passes(dims: dict[str, str], day: date) -> bool:
+        return everything or _passes(filters, dims, day)
 
-    for reg in facts.registrations:
-        dims, day = anchor(reg.offering_id, reg.first_seen_at)
-        if _passes(filters, dims, day):
+    for dims, day, offering in anchored.offerings:
+        if passes(dims, day):
+            buckets[key_of(dims, day, None)].offerings.append(offering)
+    for dims, day, session in anchored.sessions:
+        if passes(dims, day):
+            buckets[key_of(dims, day, None)].sessions.append(session)
+    for dims, day, reg in anchored.registrations:
+        if passes(dims, day):
             buckets[key_of(dims, day, reg.size_class)].registrations.append(reg)
-    for request in facts.requests:
-        dims, day = anchor(request.offering_id, request.at)
-        if _passes(filters, dims, day):
+    for dims, day, request in anchored.requests:
+        if passes(dims, day):
             buckets[key_of(dims, day, request.size_class)].requests.append(request)
-    for notification in facts.notifications:
-        dims, day = anchor(notification.offering_id, notification.at)
-        if _passes(filters, dims, day):
+    for dims, day, notification in anchored.notifications:
+        if passes(dims, day):
             buckets[key_of(dims, day, None)].notifications.append(notification)
     return buckets
 

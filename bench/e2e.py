@@ -382,10 +382,20 @@ def phase_figures(phase: Phase, index: int, start: float, end: float, tracker: T
         "unmailed": sum(1 for r in decided if r.outcome == "confirmed" and not r.mailed),
         "outcome_latency": latency([(r.decided - r.sent) * 1000 for r in decided]),
         "mail_latency": latency([(r.mailed - r.sent) * 1000 for r in mailed]),
+        "decided_by_second": count_by_second(tracker.decided_times, start, end),
         "outcome_max_ms_by_second": max_by_second(
             [(r.sent - start, (r.decided - r.sent) * 1000) for r in decided]
         ),
     }
+
+
+def count_by_second(times: Iterable[float], start: float, end: float) -> list[int]:
+    """Outcomes received in each second of the window: where a dip in the rate lies."""
+    counts = [0] * max(1, int(end - start))
+    for t in times:
+        if start <= t < start + len(counts):
+            counts[int(t - start)] += 1
+    return counts
 
 
 def max_by_second(samples: Iterable[tuple[float, float]]) -> list[float]:

@@ -17,6 +17,7 @@ import asyncio
 import weakref
 
 import aiormq.abc
+import aiormq.exceptions
 
 from qti_runtime.logging import get_logger
 
@@ -27,7 +28,8 @@ class ChannelAcks:
     """Settlements of the deliveries of one channel (delivery tags count from 1 per channel)."""
 
     def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
-        self._channel = channel
+        # Weak: the registry below is keyed by the channel, which must stay collectable after a reconnect.
+        self._channel = weakref.ref(channel)
         self._floor = 0  # every tag up to and including this one is settled
         self._settled: set[int] = set()  # above the floor, already sent (acked alone, or nacked)
         self._due: set[int] = set()  # above the floor, to be acked by the next flush
@@ -47,7 +49,13 @@ class ChannelAcks:
     async def nack(self, delivery_tag: int, *, requeue: bool) -> None:
         """Sent at once: a message given back should be redelivered without waiting for a batch."""
         self._settled.add(delivery_tag)  # the next flush moves the floor over it
-        await self._channel.basic_nack(delivery_tag, multiple=False, requeue=requeue)
+        await self._live_channel().basic_nack(delivery_tag, multiple=False, requeue=requeue)
+
+    def _live_channel(self) -> aiormq.abc.AbstractChannel:
+        channel = self._channel()
+        if channel is None:
+            raise aiormq.exceptions.ChannelInvalidStateError("the channel is gone")
+        return channel
 
     def _start_flush(self, flushed: asyncio.Future[None]) -> None:
         self._flushed = None  # acks from here on form the next flush
@@ -81,10 +89,11 @@ class ChannelAcks:
             # single ack of a tag it covers, and the broker closes the channel on the unknown tag.
             await asyncio.wait([previous])
         try:
+            channel = self._live_channel()
             if multiple_up_to is not None:
-                await self._channel.basic_ack(multiple_up_to, multiple=True)
+                await channel.basic_ack(multiple_up_to, multiple=True)
             for tag in alone:
-                await self._channel.basic_ack(tag, multiple=False)
+                await channel.basic_ack(tag, multiple=False)
         except Exception as exc:
             # The channel is gone: the broker redelivers the messages, and the inboxes absorb them.
             log.warning("acks.send_failed", error=repr(exc), up_to=multiple_up_to, alone=len(alone))

@@ -4,6 +4,8 @@ that is still being handled; and against the real broker, every message settled 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any, cast
 
 import aio_pika
@@ -52,6 +54,16 @@ async def test_a_nack_is_sent_at_once_and_later_acks_pass_over_it() -> None:
     assert channel.sent == [("nack", 1, False)]
     await asyncio.gather(*(tracker.ack(tag) for tag in [2, 3]))
     assert channel.sent[1:] == [("ack", 3, True)]
+
+
+def test_the_registry_does_not_keep_a_channel_alive() -> None:
+    """After a reconnect the old channel and its bookkeeping must go (no growth per reconnect)."""
+    channel = FakeChannel()
+    gone = weakref.ref(channel)
+    acks.of_channel(cast(aiormq.abc.AbstractChannel, channel))
+    del channel
+    gc.collect()
+    assert gone() is None
 
 
 async def test_every_message_is_settled_once_on_a_real_quorum_queue(amqp_url: str) -> None:

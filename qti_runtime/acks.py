@@ -38,6 +38,9 @@ class ChannelAcks:
 
     async def ack(self, delivery_tag: int) -> None:
         """Returns once the ack is written to the connection (or the channel is known to be gone)."""
+        if self._known(delivery_tag):
+            log.warning("acks.already_settled", delivery_tag=delivery_tag)
+            return  # a second ack of one tag would make the broker close the channel
         self._due.add(delivery_tag)
         flushed = self._flushed
         if flushed is None:
@@ -48,8 +51,16 @@ class ChannelAcks:
 
     async def nack(self, delivery_tag: int, *, requeue: bool) -> None:
         """Sent at once: a message given back should be redelivered without waiting for a batch."""
-        self._settled.add(delivery_tag)  # the next flush moves the floor over it
+        if self._known(delivery_tag):
+            log.warning("acks.already_settled", delivery_tag=delivery_tag)
+            return
         await self._live_channel().basic_nack(delivery_tag, multiple=False, requeue=requeue)
+        # Only now may the floor pass the tag: a `multiple` ack decided while the nack waited for room
+        # on the connection would otherwise be written first and ack the message instead.
+        self._settled.add(delivery_tag)
+
+    def _known(self, delivery_tag: int) -> bool:
+        return delivery_tag <= self._floor or delivery_tag in self._settled or delivery_tag in self._due
 
     def _live_channel(self) -> aiormq.abc.AbstractChannel:
         channel = self._channel()

@@ -256,7 +256,9 @@ class NotificationHandlers:
             )
             await self._remember_requests(uow, {key: people[key] for key in people if key in fresh})
             unapplied = set(fresh)  # a copy redelivered into the same batch takes effect once
-            for event, outcome in outcomes:
+            # Recipient rows in id order, as the offering handlers lock them (no deadlock with them); the
+            # sort is stable, so one registration's outcomes keep their delivery order.
+            for event, outcome in sorted(outcomes, key=lambda item: item[1].data.registration_id):
                 if event.id in unapplied:
                     unapplied.discard(event.id)
                     await self._apply_outcome(uow, event, outcome)

@@ -18,11 +18,14 @@ from qti_runtime.acks import ChannelAcks
 class FakeChannel:
     def __init__(self) -> None:
         self.sent: list[tuple[str, int, bool]] = []
+        self.room = asyncio.Event()  # a nack waits for room on the connection (shared with publishes)
+        self.room.set()
 
     async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
         self.sent.append(("ack", delivery_tag, multiple))
 
     async def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
+        await self.room.wait()
         self.sent.append(("nack", delivery_tag, multiple))
 
 
@@ -54,6 +57,27 @@ async def test_a_nack_is_sent_at_once_and_later_acks_pass_over_it() -> None:
     assert channel.sent == [("nack", 1, False)]
     await asyncio.gather(*(tracker.ack(tag) for tag in [2, 3]))
     assert channel.sent[1:] == [("ack", 3, True)]
+
+
+async def test_a_multiple_ack_never_overtakes_a_nack_still_waiting_to_be_written() -> None:
+    tracker, channel = channel_acks()
+    channel.room.clear()
+    nack = asyncio.create_task(tracker.nack(1, requeue=True))
+    await asyncio.gather(*(tracker.ack(tag) for tag in [2, 3]))
+    assert channel.sent == [("ack", 2, False), ("ack", 3, False)]  # not `ack 3 multiple`: it would ack 1
+    channel.room.set()
+    await nack
+    await tracker.ack(4)
+    assert channel.sent[2:] == [("nack", 1, False), ("ack", 4, True)]
+
+
+async def test_a_tag_settled_before_is_not_sent_again() -> None:
+    tracker, channel = channel_acks()
+    await asyncio.gather(*(tracker.ack(tag) for tag in [1, 3]))
+    await tracker.ack(1)
+    await tracker.ack(3)
+    await tracker.nack(3, requeue=True)
+    assert channel.sent == [("ack", 1, True), ("ack", 3, False)]
 
 
 def test_the_registry_does_not_keep_a_channel_alive() -> None:

@@ -27,9 +27,13 @@ log = get_logger(__name__)
 class ChannelAcks:
     """Settlements of the deliveries of one channel (delivery tags count from 1 per channel)."""
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+    def __init__(self, channel: aiormq.abc.AbstractChannel, *, max_tracked: int = 10_000) -> None:
         # Weak: the registry below is keyed by the channel, which must stay collectable after a reconnect.
         self._channel = weakref.ref(channel)
+        # Tags acked above a delivery that is never settled (a hung handler) would pile up for ever:
+        # past this many, the channel stops coalescing and acks every message alone, as without this module.
+        self._max_tracked = max_tracked
+        self._coalescing = True
         self._floor = 0  # every tag up to and including this one is settled
         self._settled: set[int] = set()  # above the floor, already sent (acked alone, or nacked)
         self._due: set[int] = set()  # above the floor, to be acked by the next flush
@@ -38,6 +42,9 @@ class ChannelAcks:
 
     async def ack(self, delivery_tag: int) -> None:
         """Returns once the ack is written to the connection (or the channel is known to be gone)."""
+        if not self._coalescing:
+            await self._live_channel().basic_ack(delivery_tag, multiple=False)
+            return
         if self._known(delivery_tag):
             log.warning("acks.already_settled", delivery_tag=delivery_tag)
             return  # a second ack of one tag would make the broker close the channel
@@ -57,7 +64,8 @@ class ChannelAcks:
         await self._live_channel().basic_nack(delivery_tag, multiple=False, requeue=requeue)
         # Only now may the floor pass the tag: a `multiple` ack decided while the nack waited for room
         # on the connection would otherwise be written first and ack the message instead.
-        self._settled.add(delivery_tag)
+        if self._coalescing:
+            self._settled.add(delivery_tag)
 
     def _known(self, delivery_tag: int) -> bool:
         return delivery_tag <= self._floor or delivery_tag in self._settled or delivery_tag in self._due
@@ -74,6 +82,10 @@ class ChannelAcks:
         alone = sorted(self._due)
         self._settled.update(alone)
         self._due.clear()
+        if len(self._settled) > self._max_tracked:
+            log.warning("acks.coalescing_stopped", unsettled_delivery_tag=self._floor + 1)
+            self._coalescing = False
+            self._settled.clear()
         task = asyncio.create_task(self._send(multiple_up_to, alone, self._last_send), name="acks")
         self._last_send = task
         task.add_done_callback(lambda _: _resolve(flushed))

@@ -80,6 +80,20 @@ async def test_a_tag_settled_before_is_not_sent_again() -> None:
     assert channel.sent == [("ack", 1, True), ("ack", 3, False)]
 
 
+async def test_a_delivery_never_settled_stops_coalescing_instead_of_piling_up_tags() -> None:
+    channel = FakeChannel()
+    tracker = ChannelAcks(cast(aiormq.abc.AbstractChannel, channel), max_tracked=5)
+    for tag in range(2, 12):  # 1 hangs for ever
+        await tracker.ack(tag)
+    await tracker.nack(12, requeue=True)
+    await tracker.ack(13)
+    assert channel.sent == [("ack", tag, False) for tag in range(2, 12)] + [
+        ("nack", 12, False),
+        ("ack", 13, False),
+    ]
+    assert not tracker._settled and not tracker._due
+
+
 def test_the_registry_does_not_keep_a_channel_alive() -> None:
     """After a reconnect the old channel and its bookkeeping must go (no growth per reconnect)."""
     channel = FakeChannel()

@@ -226,13 +226,15 @@ class NotificationHandlers:
 
     # --------------------------------------------------------------------- registration events
 
-    async def on_requested(self, event: RawEvent, delivery: Delivery) -> None:
+    async def on_one(self, event: RawEvent, delivery: Delivery) -> None:
+        """A request or an outcome on its own (the fallback when its batch failed): a batch of one."""
         await self.on_batch([(event, delivery)])
 
     async def on_batch(self, items: Sequence[tuple[RawEvent, Delivery]]) -> None:
         """Requests and outcomes (confirmed, waitlisted) in one transaction for many: one commit, one inbox
-        claim and one lock statement instead of one each per event. Outcomes are applied in delivery order,
-        so a registration waitlisted and promoted within one batch ends up as it would one by one."""
+        claim and one lock statement instead of one each per event. Outcomes are applied in registration
+        order and, for one registration, in delivery order, so a registration waitlisted and promoted
+        within one batch ends up as it would one by one."""
         outcomes = [(event, _outcome_of(event)) for event, _ in items if event.type in _OUTCOMES]
         people = {
             event.id: (event, person)
@@ -323,14 +325,6 @@ class NotificationHandlers:
         )
         await store.add_deliveries(uow.conn, [mail])
         await store.wake_senders(uow.conn)
-
-    async def on_outcome(self, event: RawEvent, delivery: Delivery) -> None:
-        """registration.confirmed or .waitlisted, one event (see `on_batch` for many)."""
-        outcome = _outcome_of(event)
-        lock = store.lock_key("registration", outcome.data.registration_id)
-        async with unit_of_work(self.db) as uow:
-            if await uow.claim(CONSUMER, event.id, lock=lock):
-                await self._apply_outcome(uow, event, outcome)
 
     async def _apply_outcome(self, uow: UnitOfWork, event: RawEvent, outcome: Outcome) -> None:
         """The caller claimed the event and holds the registration's lock."""
@@ -557,9 +551,9 @@ class NotificationHandlers:
 
     def handlers(self) -> dict[str, Handler]:
         return {
-            RoutingKey.REGISTRATION_REQUESTED: self.on_requested,
-            RoutingKey.REGISTRATION_CONFIRMED: self.on_outcome,
-            RoutingKey.REGISTRATION_WAITLISTED: self.on_outcome,
+            RoutingKey.REGISTRATION_REQUESTED: self.on_one,
+            RoutingKey.REGISTRATION_CONFIRMED: self.on_one,
+            RoutingKey.REGISTRATION_WAITLISTED: self.on_one,
             RoutingKey.REGISTRATION_REJECTED: self.on_rejected,
             RoutingKey.REGISTRATION_CANCELLED: self.on_cancelled,
             RoutingKey.OFFERING_PUBLISHED: self.on_offering,

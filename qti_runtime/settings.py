@@ -5,15 +5,25 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEV_STAFF_TOKEN = "dev-staff-token"
+DEV_LINK_SECRET = "dev-link-secret-not-for-production"
+
 
 class Settings(BaseSettings):
     """Settings shared by every service; a service may subclass to add its own."""
 
     model_config = SettingsConfigDict(env_prefix="QTI_", extra="ignore")
 
+    # `production` refuses to start with a default secret (see `check_production`); `development` warns.
+    env: str = Field(default="development", pattern="^(development|production)$")
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     database_url: str = "postgresql://root@127.0.0.1:5432/qti"
-    staff_token: SecretStr = SecretStr("dev-staff-token")
+    staff_token: SecretStr = SecretStr(DEV_STAFF_TOKEN)
+    # Key of the personal links in mails (`qti_runtime.links`): registration checks them, notification
+    # writes them. Whoever holds it can open every registration, so it is a secret like the staff token.
+    link_secret: SecretStr = SecretStr(DEV_LINK_SECRET)
+    # Public base URL of the portal: every link in every mail starts with it.
+    portal_url: str = "http://127.0.0.1:8000"
 
     catalogue_port: int = 8001
     registration_port: int = 8002

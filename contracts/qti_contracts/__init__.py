@@ -7,6 +7,7 @@ from .envelope import CONTENT_TYPE, CloudEvent, RawEvent, make_event, new_event_
 from .events import (
     AGE_BAND_LABELS,
     CANCELLATION_CAUSE_LABELS,
+    COUNTY_LABELS,
     GENDER_LABELS,
     KIND_LABELS,
     MIN_GROUP_SIZE,
@@ -17,6 +18,7 @@ from .events import (
     AgeBand,
     CancellationCause,
     Company,
+    County,
     Gender,
     KpiFigure,
     KpiUpdated,
@@ -45,6 +47,7 @@ from .events import (
     SizeClass,
     Topic,
 )
+from .limits import AMQP_SHORT_STRING_BYTES, amqp_short
 from .registry import (
     EVENT_TYPES,
     PERSONAL_DATA_TYPES,
@@ -69,8 +72,10 @@ __version__ = "1.0.0"
 
 __all__ = [
     "AGE_BAND_LABELS",
+    "AMQP_SHORT_STRING_BYTES",
     "CANCELLATION_CAUSE_LABELS",
     "CONTENT_TYPE",
+    "COUNTY_LABELS",
     "DEAD_LETTER_EXCHANGE",
     "EVENTS_EXCHANGE",
     "EVENT_TYPES",
@@ -88,6 +93,7 @@ __all__ = [
     "CancellationCause",
     "CloudEvent",
     "Company",
+    "County",
     "Gender",
     "KpiFigure",
     "KpiUpdated",
@@ -118,6 +124,7 @@ __all__ = [
     "SizeClass",
     "Topic",
     "UnknownEventTypeError",
+    "amqp_short",
     "dead_letter_queue",
     "envelope_model",
     "make_event",

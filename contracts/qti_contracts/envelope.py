@@ -6,13 +6,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from .limits import amqp_short
 
 DataT = TypeVar("DataT")
 
 CONTENT_TYPE = "application/cloudevents+json"
 
-EventId = Annotated[str, Field(min_length=1, max_length=200)]
+EventId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(amqp_short)]
+"""Becomes the AMQP `message_id`: at most 200 characters and 255 bytes."""
+ShortAmqpText = Annotated[str, Field(max_length=200), AfterValidator(amqp_short)]
 
 
 class CloudEvent(BaseModel, Generic[DataT]):
@@ -23,11 +27,11 @@ class CloudEvent(BaseModel, Generic[DataT]):
     specversion: Literal["1.0"] = "1.0"
     id: EventId
     source: Annotated[str, Field(min_length=1, max_length=500)]
-    type: Annotated[str, Field(min_length=1, max_length=200)]
+    type: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(amqp_short)]
     time: datetime | None = None
     datacontenttype: str = "application/json"
     subject: Annotated[str, Field(max_length=200)] | None = None
-    correlationid: Annotated[str, Field(max_length=200)] | None = None
+    correlationid: ShortAmqpText | None = None
     data: DataT
 
     @field_validator("time")

@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from .limits import amqp_short
+
 # --------------------------------------------------------------------------------------------------
 # Reusable field types
 # --------------------------------------------------------------------------------------------------
@@ -83,7 +85,9 @@ Identifier = Annotated[
 
 Letters, digits, `.`, `_`, `:` and `-`."""
 
-EventRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+EventRef = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(amqp_short)
+]
 """Reference to a CloudEvents `id` (same limits as the envelope's `id`)."""
 
 TypeRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -185,6 +189,36 @@ class SizeClass(StrEnum):
     LARGE = "large"
 
 
+class County(StrEnum):
+    """Where a company sits: the 17 districts and 5 district-free cities of Thuringia (since the 2021
+    merger of Eisenach into the Wartburgkreis), or outside Thuringia. A closed list, so that no free text
+    typed by a registrant reaches reporting's figures."""
+
+    ALTENBURGER_LAND = "altenburger_land"
+    EICHSFELD = "eichsfeld"
+    GOTHA = "gotha"
+    GREIZ = "greiz"
+    HILDBURGHAUSEN = "hildburghausen"
+    ILM_KREIS = "ilm_kreis"
+    KYFFHAEUSERKREIS = "kyffhaeuserkreis"
+    NORDHAUSEN = "nordhausen"
+    SAALE_HOLZLAND_KREIS = "saale_holzland_kreis"
+    SAALE_ORLA_KREIS = "saale_orla_kreis"
+    SAALFELD_RUDOLSTADT = "saalfeld_rudolstadt"
+    SCHMALKALDEN_MEININGEN = "schmalkalden_meiningen"
+    SOEMMERDA = "soemmerda"
+    SONNEBERG = "sonneberg"
+    UNSTRUT_HAINICH_KREIS = "unstrut_hainich_kreis"
+    WARTBURGKREIS = "wartburgkreis"
+    WEIMARER_LAND = "weimarer_land"
+    ERFURT = "erfurt"
+    GERA = "gera"
+    JENA = "jena"
+    SUHL = "suhl"
+    WEIMAR = "weimar"
+    AUSSERHALB = "ausserhalb"
+
+
 class OfferingKind(StrEnum):
     COURSE = "course"
     CERTIFICATE_COURSE = "certificate_course"
@@ -245,6 +279,70 @@ TOPIC_LABELS: Final[dict[Topic, str]] = {
     Topic.UNTERNEHMENSNACHFOLGE: "Unternehmensnachfolge",
     Topic.FOERDERMITTEL: "Fördermittel",
 }
+
+COUNTY_LABELS: Final[dict[County, str]] = {
+    County.ALTENBURGER_LAND: "Altenburger Land",
+    County.EICHSFELD: "Eichsfeld",
+    County.GOTHA: "Gotha",
+    County.GREIZ: "Greiz",
+    County.HILDBURGHAUSEN: "Hildburghausen",
+    County.ILM_KREIS: "Ilm-Kreis",
+    County.KYFFHAEUSERKREIS: "Kyffhäuserkreis",
+    County.NORDHAUSEN: "Nordhausen",
+    County.SAALE_HOLZLAND_KREIS: "Saale-Holzland-Kreis",
+    County.SAALE_ORLA_KREIS: "Saale-Orla-Kreis",
+    County.SAALFELD_RUDOLSTADT: "Saalfeld-Rudolstadt",
+    County.SCHMALKALDEN_MEININGEN: "Schmalkalden-Meiningen",
+    County.SOEMMERDA: "Sömmerda",
+    County.SONNEBERG: "Sonneberg",
+    County.UNSTRUT_HAINICH_KREIS: "Unstrut-Hainich-Kreis",
+    County.WARTBURGKREIS: "Wartburgkreis",
+    County.WEIMARER_LAND: "Weimarer Land",
+    County.ERFURT: "Erfurt (kreisfreie Stadt)",
+    County.GERA: "Gera (kreisfreie Stadt)",
+    County.JENA: "Jena (kreisfreie Stadt)",
+    County.SUHL: "Suhl (kreisfreie Stadt)",
+    County.WEIMAR: "Weimar (kreisfreie Stadt)",
+    County.AUSSERHALB: "außerhalb Thüringens",
+}
+
+
+def _county_key(text: str) -> str:
+    """Lower case without prefixes, umlauts spelt out, separators unified: how a label is matched."""
+    key = text.strip().casefold()
+    for prefix in ("landkreis ", "lk ", "kreisfreie stadt ", "stadt "):
+        key = key.removeprefix(prefix)
+    key = key.removesuffix(" (kreisfreie stadt)")
+    for umlaut, spelt in (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss")):
+        key = key.replace(umlaut, spelt)
+    return re.sub(r"[\s\-]+", "_", key)
+
+
+_COUNTY_BY_KEY: Final[dict[str, County]] = {
+    **{_county_key(label): county for county, label in COUNTY_LABELS.items()},
+    **{county.value: county for county in County},
+    "ausserhalb_thueringens": County.AUSSERHALB,
+    "eisenach": County.WARTBURGKREIS,  # district-free until 2021, now part of the Wartburgkreis
+}
+
+
+def _county_from_label(value: Any) -> Any:
+    """Accept the code or its German label (v1 clients sent "Sömmerda"); anything else stays invalid."""
+    if isinstance(value, str) and len(value) <= 100:
+        if not value.strip():
+            return None
+        return _COUNTY_BY_KEY.get(_county_key(value), value)
+    return value
+
+
+CountyField = Annotated[
+    County | None,
+    BeforeValidator(_county_from_label),
+    Field(
+        description="District (Landkreis or district-free city) of Thuringia, or `ausserhalb`. The German "
+        "label (e.g. `Sömmerda`) is accepted on input and stored as its code."
+    ),
+]
 
 KIND_LABELS: Final[dict[OfferingKind, str]] = {
     OfferingKind.COURSE: "Lehrgang",
@@ -315,7 +413,7 @@ class Company(Payload):
 
     name: ShortText
     postal_code: PostalCode
-    county: OptionalShortText = None
+    county: CountyField = None
     size_class: SizeClass | None = None
     automotive_supplier: bool | None = None
 
@@ -335,11 +433,20 @@ class RegistrationRequested(Payload):
     privacy_consent: bool
 
 
+PersonalToken = Annotated[
+    str,
+    StringConstraints(min_length=22, max_length=128, pattern=r"^[A-Za-z0-9_-]+$"),
+    Field(description="The participant's personal token (from the link in their mails); a secret."),
+]
+
+
 class RegistrationCancellationRequested(Payload):
-    """Command `registration.cancellation_requested`."""
+    """Command `registration.cancellation_requested`. Since v2 it takes effect only with the
+    participant's `personal_token`; without it (or with another's) it changes nothing."""
 
     registration_id: Identifier
     reason: OptionalReasonText = None
+    personal_token: PersonalToken | None = None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parents[1] / "contracts"),
 ]
 
+from qti_contracts import COUNTY_LABELS  # noqa: E402
 from qti_runtime.broker import create_broker, publish_event_bytes  # noqa: E402
 from qti_runtime.db import Database  # noqa: E402
 from services.reporting.app import ReportingSettings, build_runtime  # noqa: E402
@@ -63,6 +64,7 @@ def generate(n: int, seed: int = 1) -> list[tuple[str, str, bytes]]:
     start = datetime(2026, 1, 1, 8, tzinfo=UTC)
     events: list[tuple[str, str, bytes]] = []
     offerings: list[str] = []
+    counties = list(COUNTY_LABELS.values())  # the closed list, as German labels
     for i in range(5):
         events.append(
             envelope(
@@ -71,7 +73,7 @@ def generate(n: int, seed: int = 1) -> list[tuple[str, str, bytes]]:
                     "node_id": f"node-{i}",
                     "name": f"QTI-Knoten {i}",
                     "town": "Ort",
-                    "county": f"Kreis {i}",
+                    "county": counties[i],
                     "host": "Träger",
                     "address": "Straße 1, 99610 Ort",
                     "opened_on": "2024-01-01",

@@ -17,7 +17,7 @@ from qti_runtime.http import Problem, staff_guard
 from qti_runtime.settings import Settings
 from services.reporting import store
 from services.reporting.dashboard import render
-from services.reporting.domain import Facts, Filters, compute
+from services.reporting.domain import Facts, Filters, companies_by_county, compute, county_code
 from services.reporting.exports import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, csv_bytes, xlsx_bytes
 from services.reporting.report import filters_for_period, full_report, kpi_document
 
@@ -52,7 +52,12 @@ def query_filters(
 ) -> Filters:
     if date_from and date_to and date_from > date_to:
         raise Problem(422, "Der Beginn des Zeitraums (from) liegt nach seinem Ende (to).")
-    return Filters(date_from, date_to, node, county, topic, kind)
+    code = county_code(county) if county else None
+    if county and code is None:
+        raise Problem(
+            422, "Unbekannter Landkreis: bitte einen Landkreis oder eine kreisfreie Stadt Thüringens angeben."
+        )
+    return Filters(date_from, date_to, node, code, topic, kind)
 
 
 FiltersDep = Annotated[Filters, Depends(query_filters)]
@@ -108,7 +113,8 @@ def build_router(settings: Settings) -> APIRouter:
         total = compute(facts, filters, None, node_names=names).total
         by_month = compute(facts, filters, "month", node_names=names)
         by_node = compute(facts, filters, "node", node_names=names)
-        return HTMLResponse(render(total, by_month, by_node, datetime.now(UTC)))
+        counties = companies_by_county(facts, filters)
+        return HTMLResponse(render(total, by_month, by_node, counties, datetime.now(UTC)))
 
     @router.post(
         "/snapshots",

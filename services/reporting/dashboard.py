@@ -73,7 +73,24 @@ def bar_chart(chart_id: str, title: str, rows: Sequence[Row], key: str, *, perce
     return "".join(parts)
 
 
-def render(total: Row, by_month: Table, by_node: Table, generated_at: datetime) -> str:
+def county_table(rows: Sequence[Row]) -> str:
+    """Companies reached by their county (German labels of the closed list, "<5" for 1–4 companies)."""
+    if not rows:
+        return "<p>Noch keine Daten</p>"
+    body = "".join(
+        f'<tr><th scope="row">{escape(row.label)}</th>'
+        f"<td>{_show('companies', row.values.get('companies'))}</td></tr>"
+        for row in rows
+    )
+    return (
+        '<table id="companies-by-county"><thead><tr><th scope="col">Landkreis</th>'
+        f'<th scope="col">Erreichte Unternehmen</th></tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+def render(
+    total: Row, by_month: Table, by_node: Table, company_counties: Sequence[Row], generated_at: datetime
+) -> str:
     tiles = "".join(
         f'<div class="tile"><div class="value">{_show(key, total.values.get(key))}</div>'
         f'<div class="label">{label}</div></div>'
@@ -98,6 +115,9 @@ def render(total: Row, by_month: Table, by_node: Table, generated_at: datetime) 
     sections = "".join(
         f"<section><h2>{escape(t)}</h2>{c}</section>" for t, c in zip(titles, charts, strict=True)
     )
+    sections += (
+        f"<section><h2>Erreichte Unternehmen nach Landkreis</h2>{county_table(company_counties)}</section>"
+    )
     return f"""<!DOCTYPE html>
 <html lang="de">
 <head>
@@ -112,6 +132,8 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #1d1d1d; max-
 .tile .value {{ font-size: 1.6rem; font-weight: 600; }}
 .chart text {{ font-size: 11px; fill: #333; }}
 section {{ margin-top: 1.5rem; }}
+table {{ border-collapse: collapse; }}
+th, td {{ text-align: left; padding: .2rem .8rem .2rem 0; }}
 footer {{ margin-top: 2rem; font-size: .85rem; color: #555; }}
 </style>
 </head>
@@ -123,7 +145,8 @@ footer {{ margin-top: 2rem; font-size: .85rem; color: #555; }}
 <p>Gesamter Projektzeitraum. Stand: {escape(generated_at.strftime("%d.%m.%Y %H:%M"))} Uhr (UTC).</p>
 <div class="tiles">{tiles}</div>
 {sections}
-<footer>Werte, hinter denen weniger als 5 Personen stehen, werden als „&lt;5“ ausgewiesen.
+<footer>Werte, hinter denen weniger als 5 Personen oder Unternehmen stehen, werden als „&lt;5“
+ausgewiesen.
 Downloads: <a href="/exports/kpis.csv">CSV</a> · <a href="/exports/kpis.xlsx">Excel</a> ·
 <a href="/kpis">JSON</a></footer>
 </body>

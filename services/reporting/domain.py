@@ -13,16 +13,18 @@ from functools import cached_property
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from qti_contracts import (
     AGE_BAND_LABELS,
+    COUNTY_LABELS,
     GENDER_LABELS,
     KIND_LABELS,
     MIN_GROUP_SIZE,
     SIZE_CLASS_LABELS,
     TOPIC_LABELS,
     AgeBand,
+    County,
     Gender,
     KpiFigure,
     OfferingKind,
@@ -31,6 +33,7 @@ from qti_contracts import (
     Topic,
 )
 from qti_contracts.events import (
+    CountyField,
     NodePublished,
     NotificationFailed,
     NotificationSent,
@@ -52,6 +55,7 @@ BERLIN: Final = ZoneInfo("Europe/Berlin")
 SUPPRESSED: Final = "<5"
 UNKNOWN: Final = "unbekannt"
 UNKNOWN_LABEL: Final = "unbekannt"
+NO_COUNTY_LABEL: Final = "keine Angabe"
 
 Number = int | float
 Value = Number | str | None  # str only for the suppression marker
@@ -76,6 +80,31 @@ def person_ref(key: bytes, email: str) -> str:
 def company_ref(key: bytes, name: str, postal_code: str) -> str:
     normalized = " ".join(name.casefold().split())
     return pseudonym(key, "company", f"{normalized}\x00{postal_code.strip()}")
+
+
+_COUNTY_ADAPTER: Final = TypeAdapter(CountyField)
+_COUNTY_CODES: Final = frozenset(county.value for county in County)
+
+
+def county_code(value: Any) -> str | None:
+    """The closed-list code of a county given as code or German label; None for anything else.
+
+    Older events (and the log) may hold free text typed by a registrant: it never gets further than here.
+    """
+    if isinstance(value, str) and value in _COUNTY_CODES:
+        return value
+    try:
+        county = _COUNTY_ADAPTER.validate_python(value)
+    except ValidationError:
+        return None
+    return county.value if county is not None else None
+
+
+def county_label(code: str | None) -> str:
+    """German label of a county code; anything not on the closed list reads "keine Angabe"."""
+    if code is not None and code in _COUNTY_CODES:
+        return COUNTY_LABELS[County(code)]
+    return NO_COUNTY_LABEL
 
 
 def _no_emails(value: Any) -> Any:
@@ -107,7 +136,7 @@ def _company(
     company = model.company
     return {
         "company_ref": company_ref(key, company.name, company.postal_code),
-        "county": company.county,
+        "county": company.county.value if company.county else None,
         "size_class": company.size_class.value if company.size_class else None,
         "automotive_supplier": company.automotive_supplier,
     }
@@ -116,8 +145,16 @@ def _company(
 def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 (one case per type)
     """The part of an event's `data` that reporting keeps. Invalid payloads keep only `{"invalid": true}`.
 
-    Persons and companies become keyed pseudonyms; names, e-mail addresses, addresses and free texts
-    (reasons, details, error messages, descriptions) are not kept.
+    What registrants provide and what of it is kept (nothing they type reaches the figures):
+
+    * participant name, e-mail address: only `person_ref`, a keyed pseudonym of the address;
+    * gender, age band, company size class: enums; automotive supplier, consent: booleans;
+    * company name and postal code: only `company_ref`, a keyed pseudonym of both;
+    * company county: the code of the closed list (`County`), None for anything else;
+    * cancellation reasons and every other free text: dropped.
+
+    Staff data kept: offering enums, capacities and dates, the node's name (a group label; exports
+    neutralise it) and its county reduced to the closed list. Ids are kept as ids.
     """
     try:
         model = parse_data(event_type, dict(data))
@@ -147,7 +184,8 @@ def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any
         case OfferingCancelled():
             out = {"offering_id": model.offering_id, "revision": model.revision}
         case NodePublished():
-            out = {"node_id": model.node_id, "name": model.name, "town": model.town, "county": model.county}
+            # The node's name is staff text (a group label); its county is reduced to the closed list.
+            out = {"node_id": model.node_id, "name": model.name, "county": county_code(model.county)}
         case RegistrationRequested():
             out = {
                 "offering_id": model.offering_id,
@@ -349,7 +387,7 @@ _SIZE_SHORT: Final[dict[SizeClass, str]] = {
 class Indicator:
     key: str
     label: str
-    persons: bool = False  # counts persons: suppressed below MIN_GROUP_SIZE
+    persons: bool = False  # counts persons or companies: suppressed below MIN_GROUP_SIZE
     offering_level: bool = False  # not defined when grouped by company size class
 
 
@@ -374,10 +412,14 @@ def _indicators() -> tuple[Indicator, ...]:
         Indicator("participant_hours", "Teilnehmendenstunden", persons=True),
         Indicator("completions", "Abschlüsse", persons=True),
         Indicator("certificate_eligible", "Zertifikatsberechtigte", persons=True),
-        Indicator("companies", "Erreichte Unternehmen"),
-        Indicator("smes", "davon KMU"),
-        *(Indicator(f"companies_{s.value}", f"Unternehmen: {_SIZE_SHORT[s]}") for s in SizeClass),
-        Indicator("automotive_suppliers", "Automobilzulieferer"),
+        # A small company is as identifiable as a person: company counts are suppressed alike.
+        Indicator("companies", "Erreichte Unternehmen", persons=True),
+        Indicator("smes", "davon KMU", persons=True),
+        *(
+            Indicator(f"companies_{s.value}", f"Unternehmen: {_SIZE_SHORT[s]}", persons=True)
+            for s in SizeClass
+        ),
+        Indicator("automotive_suppliers", "Automobilzulieferer", persons=True),
         *(
             Indicator(f"participants_gender_{g.value}", f"Teilnehmende {GENDER_LABELS[g]}", persons=True)
             for g in Gender
@@ -448,6 +490,8 @@ def group_label(grouping: str, key: str, node_names: Mapping[str, str]) -> str:
         return time_label(key, grouping)
     if grouping == "node":
         return node_names.get(key, key)
+    if grouping == "county":
+        return county_label(key)
     if grouping == "topic":
         return TOPIC_LABELS.get(Topic(key), key) if key in Topic._value2member_map_ else key
     if grouping == "kind":
@@ -664,21 +708,31 @@ def compute(
     return Table(grouping, total, groups)
 
 
-def companies_by_county(facts: Facts, filters: Filters) -> dict[str, int]:
-    """Unique companies reached (with a participation), by the company's own county."""
+COMPANY_COUNTY_DIMENSION: Final = "company_county"
+
+
+def companies_by_county(facts: Facts, filters: Filters) -> list[Row]:
+    """Unique companies reached (with a participation), by the company's own county (code of the closed
+    list, German label; anything else counts as "keine Angabe"), every cell of 1–4 companies suppressed."""
     bucket = _bucketize(facts, filters, lambda _d, _day, _s: "").get("", _Bucket())
     seen: dict[str, set[str]] = defaultdict(set)
     for reg in bucket.registrations:
         if reg.participates and reg.company_ref:
-            seen[reg.company_county or UNKNOWN_LABEL].add(reg.company_ref)
-    return {county: len(refs) for county, refs in sorted(seen.items())}
+            seen[county_code(reg.company_county) or UNKNOWN].add(reg.company_ref)
+    return [
+        Row(code, county_label(code), {"companies": suppress(len(seen[code]), len(seen[code]))})
+        for code in sorted(seen, key=lambda k: (k == UNKNOWN, county_label(k)))
+    ]
 
 
-def kpi_figures(tables: Iterable[Table], company_counties: Mapping[str, int]) -> list[KpiFigure]:
-    """Figures for `reporting.kpi.updated`: suppressed values carry `suppressed: true` and no value."""
+def kpi_figures(tables: Iterable[Table], company_counties: Sequence[Row]) -> list[KpiFigure]:
+    """Figures for `reporting.kpi.updated`: suppressed values carry `suppressed: true` and no value.
+    Groups are ids and codes of closed lists, never free text."""
     figures: list[KpiFigure] = []
-    for table in tables:
-        rows = [table.total] if table.grouping is None else table.groups
+    grouped = [
+        (table.grouping, [table.total] if table.grouping is None else table.groups) for table in tables
+    ]
+    for dimension, rows in [*grouped, (COMPANY_COUNTY_DIMENSION, list(company_counties))]:
         for row in rows:
             for key, value in row.values.items():
                 if value is None:
@@ -686,16 +740,12 @@ def kpi_figures(tables: Iterable[Table], company_counties: Mapping[str, int]) ->
                 figures.append(
                     KpiFigure(
                         indicator=key,
-                        dimension=table.grouping,
+                        dimension=dimension,
                         group=row.key,
                         value=None if value == SUPPRESSED else value,
                         suppressed=value == SUPPRESSED,
                     )
                 )
-    for county, count in company_counties.items():
-        figures.append(
-            KpiFigure(indicator="companies", dimension="company_county", group=county, value=count)
-        )
     return figures
 
 

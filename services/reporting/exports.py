@@ -1,4 +1,9 @@
-"""CSV and XLSX exports with German headers; suppressed cells read "<5"."""
+"""CSV and XLSX exports with German headers; suppressed cells read "<5".
+
+Exports are inert (OWASP, CSV injection): every text cell that starts like a formula is prefixed with a
+single quote, and every text cell of the workbook is written with the string type, so that neither a
+query-string filter nor a node name nor anything else becomes a live formula. Numbers stay numbers.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import io
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.worksheet.worksheet import Worksheet
 
 from qti_contracts import MIN_GROUP_SIZE
-from services.reporting.domain import GROUPINGS, INDICATORS, Row, Table, format_value
+from services.reporting.domain import GROUPINGS, INDICATORS, Row, Table, county_label, format_value
 from services.reporting.report import FullReport, filters_dict, period_text
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -17,6 +23,13 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
 GROUP_HEADER = "Gruppe"
 KEY_HEADER = "Schlüssel"
 TOTAL_LABEL = "Gesamt"
+# OWASP's formula starters, and their full-width forms (spreadsheets may fold them).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def inert(text: str) -> str:
+    """A cell text a spreadsheet shows as text: a leading formula character gets a single quote before it."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def header() -> list[str]:
@@ -31,20 +44,30 @@ def csv_bytes(table: Table) -> bytes:
     """Semicolon-separated, decimal comma, UTF-8 with BOM (opens correctly in German Excel)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(header())
+    writer.writerow([inert(text) for text in header()])
     for row in _rows(table):
-        writer.writerow(
-            [
-                row.label,
-                row.key or "",
-                *(format_value(row.values.get(i.key), decimal_comma=True) for i in INDICATORS),
-            ]
-        )
+        cells = [
+            row.label,
+            row.key or "",
+            *(format_value(row.values.get(i.key), decimal_comma=True) for i in INDICATORS),
+        ]
+        writer.writerow([inert(cell) for cell in cells])
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
 def _cell(value: Any) -> Any:
-    return "" if value is None else value
+    if value is None:
+        return ""
+    return inert(value) if isinstance(value, str) else value
+
+
+def _append(sheet: Worksheet, values: list[Any]) -> None:
+    """One row; text cells neutralised and typed as strings (openpyxl makes a str starting with "=" a
+    formula and one like "#N/A" an error unless the type says otherwise)."""
+    sheet.append([_cell(value) for value in values])
+    for cell in sheet[sheet.max_row]:
+        if isinstance(cell.value, str):
+            cell.data_type = "s"
 
 
 def xlsx_bytes(report: FullReport) -> bytes:
@@ -52,22 +75,24 @@ def xlsx_bytes(report: FullReport) -> bytes:
     workbook = Workbook()
     cover = workbook.active
     cover.title = "Deckblatt"
-    cover.append(["QTI-Knoten Thüringen – Kennzahlen"])
-    cover.append(["Zeitraum", period_text(report.filters)])
-    cover.append(["Erstellt am", report.generated_at.strftime("%d.%m.%Y %H:%M:%S %Z")])
+    _append(cover, ["QTI-Knoten Thüringen – Kennzahlen"])
+    _append(cover, ["Zeitraum", period_text(report.filters)])
+    _append(cover, ["Erstellt am", report.generated_at.strftime("%d.%m.%Y %H:%M:%S %Z")])
     names = {"node": "Knoten", "county": "Landkreis", "topic": "Thema", "kind": "Format"}
     filters = filters_dict(report.filters)
     for key, label in names.items():
         if filters.get(key):
-            cover.append([f"Filter {label}", filters[key]])
-    cover.append(
+            shown = county_label(filters[key]) if key == "county" else filters[key]
+            _append(cover, [f"Filter {label}", shown])
+    _append(
+        cover,
         [
             "Hinweis",
-            f"Werte, hinter denen weniger als {MIN_GROUP_SIZE} Personen stehen, sind als "
-            f"„<{MIN_GROUP_SIZE}“ ausgewiesen (Datenschutz).",
-        ]
+            f"Werte, hinter denen weniger als {MIN_GROUP_SIZE} Personen oder Unternehmen stehen, sind "
+            f"als „<{MIN_GROUP_SIZE}“ ausgewiesen (Datenschutz).",
+        ],
     )
-    cover.append(["Zeitliche Zuordnung", "Beginn des Angebots (Termine: Datum des Termins)."])
+    _append(cover, ["Zeitliche Zuordnung", "Beginn des Angebots (Termine: Datum des Termins)."])
     cover.column_dimensions["A"].width = 22
     cover.column_dimensions["B"].width = 90
 
@@ -75,16 +100,16 @@ def xlsx_bytes(report: FullReport) -> bytes:
     sheets += [(GROUPINGS[g], report.tables[g]) for g in GROUPINGS]
     for title, table in sheets:
         sheet = workbook.create_sheet(title)
-        sheet.append(header())
+        _append(sheet, header())
         rows = [table.total] if table.grouping is None else _rows(table)
         for row in rows:
-            sheet.append([row.label, row.key or "", *(_cell(row.values.get(i.key)) for i in INDICATORS)])
+            _append(sheet, [row.label, row.key or "", *(row.values.get(i.key) for i in INDICATORS)])
         sheet.freeze_panes = "C2"
         sheet.column_dimensions["A"].width = 40
     counties = workbook.create_sheet("Unternehmen nach Landkreis")
-    counties.append(["Landkreis des Unternehmens", "Erreichte Unternehmen"])
-    for county, count in report.company_counties.items():
-        counties.append([county, count])
+    _append(counties, ["Landkreis des Unternehmens", "Erreichte Unternehmen"])
+    for row in report.company_counties:
+        _append(counties, [row.label, row.values["companies"]])
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

@@ -40,6 +40,10 @@ def _row(row: Row) -> dict[str, Any]:
     return {"key": row.key, "label": row.label, "values": row.values}
 
 
+def _county_row(row: Row) -> dict[str, Any]:
+    return {"key": row.key, "label": row.label, "value": row.values["companies"]}
+
+
 def period_text(filters: Filters) -> str:
     start = filters.date_from.strftime("%d.%m.%Y") if filters.date_from else "Projektbeginn"
     end = filters.date_to.strftime("%d.%m.%Y") if filters.date_to else "heute"
@@ -81,7 +85,7 @@ def kpi_document(
         "group_by": grouping,
         "total": table.total.values,
         "groups": [_row(row) for row in table.groups],
-        "companies_by_county": companies_by_county(facts, filters),
+        "companies_by_county": [_county_row(row) for row in companies_by_county(facts, filters)],
     }
 
 
@@ -92,7 +96,7 @@ class FullReport:
     filters: Filters
     generated_at: datetime
     tables: dict[str | None, Table]
-    company_counties: dict[str, int]
+    company_counties: list[Row]
 
     def as_document(self) -> dict[str, Any]:
         total = self.tables[None].total
@@ -104,7 +108,7 @@ class FullReport:
                 for grouping, table in self.tables.items()
                 if grouping is not None
             },
-            "companies_by_county": self.company_counties,
+            "companies_by_county": [_county_row(row) for row in self.company_counties],
         }
 
 

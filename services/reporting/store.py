@@ -18,6 +18,7 @@ from services.reporting.domain import (
     OfferingFact,
     RegistrationFact,
     RequestFact,
+    county_code,
 )
 
 PROJECTION_TABLES: Final = (
@@ -161,7 +162,8 @@ def _registration_row(event: ScrubbedEvent) -> tuple[Any, ...] | None:
         person, company = d["person"], d["company"]
         row[2] = d["request_id"]
         row[4], row[9], row[10] = person["person_ref"], person["gender"], person["age_band"]
-        row[5], row[6] = company["company_ref"], company["county"]
+        # county_code again: the log may hold free text from before the closed list.
+        row[5], row[6] = company["company_ref"], county_code(company.get("county"))
         row[7], row[8] = company["size_class"], company["automotive_supplier"]
         row[11] = event.type == "registration.confirmed"
         row[12] = event.type == "registration.waitlisted"
@@ -234,7 +236,8 @@ async def apply(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> No
         elif kind == "catalogue.offering.cancelled":
             cancellations.append((d["offering_id"],))
         elif kind == "catalogue.node.published":
-            nodes.append((d["node_id"], d["name"], d["town"], d["county"], event.occurred_at, event.event_id))
+            county = county_code(d.get("county")) or UNKNOWN
+            nodes.append((d["node_id"], d["name"], None, county, event.occurred_at, event.event_id))
     for sql, rows in (
         (_UPSERT_REGISTRATION, registrations),
         (_UPSERT_REQUEST, requests),
@@ -313,7 +316,7 @@ async def load_facts(conn: asyncpg.Connection) -> Facts:
             offering_id=row["offering_id"],
             node_id=row["node_id"],
             node_name=row["node_name"] or row["node_id"],
-            county=row["county"] or UNKNOWN,
+            county=county_code(row["county"]) or UNKNOWN,
             topic=row["topic"],
             kind=row["kind"],
             capacity=row["capacity"],
@@ -328,7 +331,7 @@ async def load_facts(conn: asyncpg.Connection) -> Facts:
             first_seen_at=row["first_seen_at"],
             person_ref=row["person_ref"],
             company_ref=row["company_ref"],
-            company_county=row["company_county"],
+            company_county=county_code(row["company_county"]),
             size_class=row["size_class"],
             automotive_supplier=row["automotive_supplier"],
             gender=row["gender"],

@@ -46,7 +46,7 @@ from bench.cpu import CpuMeter, pids_named
 from bench.registration_load import request
 from bench.report import caveats, render, write_results
 from bench.system import System, create_offerings, running_system, service_queues, wait_replicated
-from qti_contracts import make_event
+from qti_contracts import FRONTEND_REPLY_PREFIX, make_event
 
 console = Console()
 SCHEMAS = ("catalogue", "registration", "notification", "reporting")
@@ -523,7 +523,8 @@ async def load_phases(
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange("qti.events")
-        replies = await channel.declare_queue("", exclusive=True)
+        # Registration answers only frontends' reply queues (`frontend.reply.…` or direct reply-to).
+        replies = await channel.declare_queue(f"{FRONTEND_REPLY_PREFIX}bench-{os.getpid()}", exclusive=True)
 
         async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             event = json.loads(message.body)

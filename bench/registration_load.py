@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from bench.common import Processes, Sandbox, percentile, sandbox
-from qti_contracts import make_event
+from qti_contracts import FRONTEND_REPLY_PREFIX, make_event
 
 console = Console()
 
@@ -89,7 +90,8 @@ async def scenario(
     connection = await aio_pika.connect_robust(box.amqp_url)
     channel = await connection.channel(publisher_confirms=True)
     exchange = await channel.get_exchange("qti.events")
-    reply = await channel.declare_queue("", exclusive=True)
+    # Registration answers only frontends' reply queues (`frontend.reply.…` or direct reply-to).
+    reply = await channel.declare_queue(f"{FRONTEND_REPLY_PREFIX}bench-{os.getpid()}", exclusive=True)
     run = Run(expected=requests)
 
     async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:

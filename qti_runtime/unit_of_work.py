@@ -95,8 +95,16 @@ class UnitOfWork:
         )
         self._outgoing.append(message)
 
-    def reply(self, event: CloudEvent[Any], reply_to: str, correlation_id: str | None = None) -> None:
-        message = OutboxMessage.reply(event, reply_to, correlation_id, body=self.serialised(event))
+    def reply(
+        self,
+        event: CloudEvent[Any],
+        reply_to: str,
+        correlation_id: str | None = None,
+        *,
+        body: bytes | None = None,
+    ) -> None:
+        """Send `event` to a client's reply queue; `body` if the asker is to hear more than the event."""
+        message = OutboxMessage.reply(event, reply_to, correlation_id, body=body or self.serialised(event))
         self._outgoing.append(replace(message, headers=inject_trace_headers()))
 
     def serialised(self, event: CloudEvent[Any]) -> bytes:

@@ -15,7 +15,8 @@ import aio_pika
 import httpx
 import pytest
 
-from qti_contracts import make_event
+from qti_contracts import FRONTEND_REPLY_PREFIX, make_event
+from qti_runtime import links
 from qti_runtime.broker import create_broker, publish_event_bytes
 from qti_runtime.service import ServiceRuntime
 from qti_runtime.settings import Settings
@@ -131,6 +132,15 @@ class Harness:
             correlation_id=correlation_id,
         )
         return event.id
+
+    def token(self, request_id: str) -> str:
+        """The personal token of the registration that answers `request_id` (as notification mails it)."""
+        return links.personal_token(self.settings.link_secret, request_id)
+
+    async def reply_queue(self) -> aio_pika.abc.AbstractQueue:
+        """A frontend's reply queue: registration answers only queues named `frontend.reply.…`."""
+        name = f"{FRONTEND_REPLY_PREFIX}test-{uuid.uuid4().hex[:8]}"
+        return await self.channel.declare_queue(name, exclusive=True)
 
     async def publish_offering(
         self, data: dict[str, Any], type_: str = "catalogue.offering.published"

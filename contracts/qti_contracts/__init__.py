@@ -61,6 +61,7 @@ from .registry import (
 from .topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
+    FRONTEND_REPLY_PREFIX,
     REPORTING_EXCHANGE,
     SERVICES,
     RoutingKey,
@@ -79,6 +80,7 @@ __all__ = [
     "DEAD_LETTER_EXCHANGE",
     "EVENTS_EXCHANGE",
     "EVENT_TYPES",
+    "FRONTEND_REPLY_PREFIX",
     "GENDER_LABELS",
     "KIND_LABELS",
     "MIN_GROUP_SIZE",

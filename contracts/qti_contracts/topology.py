@@ -14,6 +14,10 @@ DEAD_LETTER_EXCHANGE: Final = "qti.dead-letter"
 
 SERVICES: Final = ("catalogue", "registration", "notification", "reporting")
 
+# Registration answers a request's `reply_to` only if it is RabbitMQ's direct reply-to or a queue named
+# with this prefix, so that an outcome with personal data cannot be sent into any other service's queue.
+FRONTEND_REPLY_PREFIX: Final = "frontend.reply."
+
 
 class RoutingKey:
     """Routing keys, equal to the CloudEvents `type` of what they carry."""

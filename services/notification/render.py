@@ -164,6 +164,14 @@ class OfferingInfo:
     registration_deadline: datetime | None = None
 
 
+# The sentence before the personal link: after a cancellation there is nothing left to cancel.
+PERSONAL_LINK_DEFAULT: Final = "Ihre Anmeldung ansehen oder absagen:"
+PERSONAL_LINK_TEXT: Final = {
+    "cancelled": "Ihre Anmeldung ansehen:",
+    "offering_cancelled": "Ihre Anmeldung ansehen:",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class MailContext:
     """Everything a mail may show. Case-specific fields are checked by :func:`render_mail`."""
@@ -179,6 +187,8 @@ class MailContext:
     note: str | None = None  # free German text, e.g. the reason of an organiser cancellation
     previous_sessions: tuple[SessionInfo, ...] = ()  # offering_changed: the dates before the change
     cancel_url: str | None = None
+    # The participant's personal page `{QTI_PORTAL_URL}/meine-anmeldung/{token}` (every registration mail).
+    personal_link: str | None = None
     network_name: str = "QTI-Netzwerk Thüringen"
     network_email: str = "kontakt@qti-net.example"
     privacy_url: str | None = None
@@ -494,6 +504,10 @@ def build_template_context(case: str, ctx: MailContext) -> dict[str, Any]:
         "note": clean_paragraph(ctx.note, 2000) if ctx.note else "",
         "previous_sessions": [_session_view(s) for s in _sorted_sessions(ctx.previous_sessions)],
         "cancel_url": clean_line(ctx.cancel_url, 500) if ctx.cancel_url else "",
+        "personal_link": clean_line(ctx.personal_link, 500)
+        if ctx.personal_link and case != "rejected"
+        else "",
+        "link_text": PERSONAL_LINK_TEXT.get(case, PERSONAL_LINK_DEFAULT),
         "network_name": clean_line(ctx.network_name, 150),
         "network_email": clean_line(ctx.network_email, 254),
         "privacy_url": clean_line(ctx.privacy_url, 500) if ctx.privacy_url else "",

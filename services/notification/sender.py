@@ -30,7 +30,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Final, Literal
@@ -46,6 +46,7 @@ from qti_contracts import (
     Session,
     make_event,
 )
+from qti_runtime import links
 from qti_runtime.consumer import is_transient
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
@@ -98,6 +99,9 @@ class Replicas:
     offerings: Mapping[str, OfferingRow]
     nodes: Mapping[str, asyncpg.Record]
     statuses: Mapping[str, str]
+    # Request id per registration (kept with the recipient from the outcome event): its personal token
+    # is derived from it, for the link in the mail.
+    request_ids: Mapping[str, str] = field(default_factory=dict)
 
 
 def smtp_settings(settings: NotificationSettings) -> SmtpSettings:
@@ -227,7 +231,9 @@ class Sender:
             {r.registration_id for r in rows if r.template == "reminder" and r.registration_id}
         )
         statuses = await store.recipient_statuses(conn, reminder_regs) if reminder_regs else {}
-        return Replicas(offerings, nodes, statuses)
+        registrations = sorted({r.registration_id for r in rows if r.registration_id})
+        request_ids = await store.recipient_request_ids(conn, registrations) if registrations else {}
+        return Replicas(offerings, nodes, statuses, request_ids)
 
     # ----------------------------------------------------------------------------- one delivery
 
@@ -260,6 +266,15 @@ class Sender:
             await self._transient(row, str(exc) or type(exc).__name__)
             return
         await self._sent(row)
+
+    def _personal_link(self, row: DeliveryRow, replicas: Replicas) -> str | None:
+        """The participant's link `{QTI_PORTAL_URL}/meine-anmeldung/{token}`; registration derives the
+        same token from the same request id with the same key, so it travels nowhere but in this mail."""
+        request_id = replicas.request_ids.get(row.registration_id) if row.registration_id else None
+        if request_id is None or row.template == "rejected":
+            return None
+        token = links.personal_token(self.settings.link_secret, request_id)
+        return links.personal_link(self.settings.portal_url, token)
 
     def prepare(self, row: DeliveryRow, replicas: Replicas) -> OutgoingMail | EmailMessage | Skip:
         """Render the mail of `row` from the replicas (or tell why it must not go out any more)."""
@@ -318,6 +333,7 @@ class Sender:
             cancellation_cause=params.get("cause"),
             note=note if row.template != "rejected" else None,
             previous_sessions=previous,
+            personal_link=self._personal_link(row, replicas),
             network_email=self.settings.network_email,
             has_calendar=ics_method is not None,
         )

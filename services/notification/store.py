@@ -330,6 +330,16 @@ async def recipient_statuses(conn: asyncpg.Connection, registration_ids: Sequenc
     return {r["registration_id"]: r["status"] for r in records}
 
 
+async def recipient_request_ids(conn: asyncpg.Connection, registration_ids: Sequence[str]) -> dict[str, str]:
+    """Request id per registration, for the personal link in its mails."""
+    records = await conn.fetch(
+        "SELECT registration_id, request_id FROM recipients"
+        " WHERE registration_id = ANY($1::text[]) AND request_id IS NOT NULL",
+        registration_ids,
+    )
+    return {r["registration_id"]: r["request_id"] for r in records}
+
+
 @dataclass(frozen=True, slots=True)
 class RecipientUpdate:
     registration_id: str

@@ -1,16 +1,42 @@
-"""HTTP entrypoints of registration: browser frontends and staff (attendance)."""
+"""HTTP entrypoints of registration: browser frontends, participants (personal token) and staff.
 
-from __future__ import annotations
+Ids are no secrets (they travel in events and mails): reading or cancelling a registration needs the
+participant's personal token (header `X-Personal-Token`, from the link in their mails or the 202 answer
+to the submitting frontend) or the staff bearer token. Tokens travel in headers, never in URLs, so they
+do not end up in access logs.
+"""
 
+# No `from __future__ import annotations`: FastAPI must see `CallerDep`, a local of `router`, evaluated.
+import secrets
+import unicodedata
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Header, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from qti_contracts import CancellationCause, RegistrationRequested
+from qti_contracts import RegistrationRequested, amqp_short
 from qti_runtime.http import Problem, staff_guard
 from qti_runtime.settings import Settings
-from services.registration.handlers import Conflict, NotFound, RegistrationService
+from services.registration.handlers import Caller, Conflict, NotFound, RegistrationService
+
+MAX_CORRELATION_ID = 200
+NOT_FOUND = "Die Anmeldung ist nicht bekannt, oder der Link ist nicht gültig."
+
+PersonalTokenHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Personal-Token",
+        description="The participant's personal token (from the link in their mails).",
+    ),
+]
+CorrelationHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Correlation-ID",
+        description="Optional; at most 200 characters and 255 bytes (UTF-8), no control characters.",
+    ),
+]
 
 
 class RegistrationSubmission(RegistrationRequested):
@@ -25,6 +51,22 @@ class Accepted(BaseModel):
     request_id: str
     status: str
     status_url: str
+    personal_token: str = Field(
+        description="The participant's personal token for this request's registration: only for the "
+        "submitting frontend (e.g. to show the portal's personal page); a secret."
+    )
+
+
+class RequestStatus(BaseModel):
+    """The state of a request, without personal data."""
+
+    request_id: str
+    status: str
+    offering_id: str | None = None
+    registration_id: str | None = None
+    position: int | None = None
+    reason: str | None = None
+    detail: str | None = None
 
 
 class CancelBody(BaseModel):
@@ -40,9 +82,70 @@ class AttendanceBody(BaseModel):
     records: Annotated[list[AttendanceRecord], Field(min_length=1, max_length=1000)]
 
 
+def checked_correlation_id(value: str | None) -> str | None:
+    """The header if it can travel as an AMQP correlation id; 422 otherwise (never a 500 later)."""
+    if value is None:
+        return None
+    try:
+        amqp_short(value)
+        fits = len(value) <= MAX_CORRELATION_ID
+    except ValueError:
+        fits = False
+    if not fits or any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise Problem(
+            422,
+            "Die Kopfzeile X-Correlation-ID ist ungültig: höchstens 200 Zeichen und 255 Bytes (UTF-8), "
+            "ohne Steuerzeichen.",
+        )
+    return value
+
+
+_optional_bearer = HTTPBearer(auto_error=False)
+
+
+def caller_guard(settings: Settings) -> Any:
+    """A dependency naming who asks: staff with the bearer token, or whoever sent a personal token."""
+    staff_token = settings.staff_token.get_secret_value().encode()
+
+    async def caller(
+        token: PersonalTokenHeader = None,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)] = None,
+    ) -> Caller:
+        staff = credentials is not None and secrets.compare_digest(
+            credentials.credentials.encode("utf-8", "replace"), staff_token
+        )
+        return Caller(staff=staff, token=token)
+
+    return caller
+
+
 def router(service: RegistrationService, settings: Settings) -> APIRouter:
     api = APIRouter(tags=["registration"])
     staff = [Depends(staff_guard(settings.staff_token))]
+    CallerDep = Annotated[Caller, Depends(caller_guard(settings))]
+
+    async def view_or_404(registration_id: str, caller: Caller) -> dict[str, Any]:
+        view = await service.registration_view(registration_id, caller)
+        if view is None:
+            raise Problem(404, NOT_FOUND)
+        return view
+
+    async def cancel_or_problem(
+        registration_id: str, caller: Caller, body: CancelBody | None
+    ) -> dict[str, Any]:
+        try:
+            await service.cancel(registration_id, caller, body.reason if body else None)
+        except NotFound as exc:
+            raise Problem(404, NOT_FOUND) from exc
+        except Conflict as exc:
+            raise Problem(409, str(exc)) from exc
+        return await view_or_404(registration_id, caller)
+
+    async def id_of_token(token: str | None) -> str:
+        registration_id = await service.registration_of_token(token) if token else None
+        if registration_id is None:
+            raise Problem(404, NOT_FOUND)
+        return registration_id
 
     @api.post(
         "/registrations",
@@ -50,44 +153,64 @@ def router(service: RegistrationService, settings: Settings) -> APIRouter:
         response_model=Accepted,
         summary="Submit a registration request (answered asynchronously)",
     )
-    async def submit(body: RegistrationSubmission, request: Request, response: Response) -> Accepted:
+    async def submit(
+        body: RegistrationSubmission, response: Response, correlation_id: CorrelationHeader = None
+    ) -> Accepted:
+        correlation = checked_correlation_id(correlation_id)
         command = RegistrationRequested.model_validate(body.model_dump(exclude={"request_id"}))
-        request_id, _new = await service.submit(
-            command, body.request_id, request.headers.get("x-correlation-id")
-        )
+        request_id, _new = await service.submit(command, body.request_id, correlation)
         url = f"/registrations/requests/{request_id}"
         response.headers["Location"] = url
-        return Accepted(request_id=request_id, status="pending", status_url=url)
+        return Accepted(
+            request_id=request_id,
+            status="pending",
+            status_url=url,
+            personal_token=service.personal_token(request_id),
+        )
 
-    @api.get("/registrations/requests/{request_id}", summary="Outcome of a request: pending until decided")
-    async def request_status(request_id: str) -> dict[str, Any]:
+    @api.get(
+        "/registrations/requests/{request_id}",
+        response_model=RequestStatus,
+        response_model_exclude_none=False,
+        summary="Outcome of a request, without personal data: pending until decided",
+    )
+    async def request_status(request_id: str) -> RequestStatus:
         status = await service.request_status(request_id)
         if status is None:
             raise Problem(404, f"Zu der Anfrage {request_id} liegt nichts vor.")
-        return status
+        return RequestStatus.model_validate(status)
 
     @api.get(
-        "/registrations/{registration_id}", summary="A registration with its status and waitlist position"
+        "/registrations/by-token",
+        summary="The registration a personal token (header X-Personal-Token) belongs to",
     )
-    async def registration(registration_id: str) -> dict[str, Any]:
-        view = await service.registration_view(registration_id)
-        if view is None:
-            raise Problem(404, f"Die Anmeldung {registration_id} ist nicht bekannt.")
-        return view
+    async def registration_by_token(caller: CallerDep) -> dict[str, Any]:
+        registration_id = await id_of_token(caller.token)
+        return await view_or_404(registration_id, Caller(token=caller.token))
 
-    @api.post("/registrations/{registration_id}/cancel", summary="Cancel a registration (frees the seat)")
-    async def cancel(registration_id: str, body: CancelBody | None = None) -> dict[str, Any]:
-        try:
-            await service.cancel(
-                registration_id, CancellationCause.PARTICIPANT, body.reason if body else None
-            )
-        except NotFound as exc:
-            raise Problem(404, f"Die Anmeldung {registration_id} ist nicht bekannt.") from exc
-        except Conflict as exc:
-            raise Problem(409, str(exc)) from exc
-        view = await service.registration_view(registration_id)
-        assert view is not None
-        return view
+    @api.post(
+        "/registrations/by-token/cancel",
+        summary="Cancel the registration a personal token (header X-Personal-Token) belongs to",
+    )
+    async def cancel_by_token(caller: CallerDep, body: CancelBody | None = None) -> dict[str, Any]:
+        registration_id = await id_of_token(caller.token)
+        return await cancel_or_problem(registration_id, Caller(token=caller.token), body)
+
+    @api.get(
+        "/registrations/{registration_id}",
+        summary="A registration with its status and waitlist position (personal token or staff)",
+    )
+    async def registration(registration_id: str, caller: CallerDep) -> dict[str, Any]:
+        return await view_or_404(registration_id, caller)
+
+    @api.post(
+        "/registrations/{registration_id}/cancel",
+        summary="Cancel a registration, freeing the seat (personal token, or staff as organiser)",
+    )
+    async def cancel(
+        registration_id: str, caller: CallerDep, body: CancelBody | None = None
+    ) -> dict[str, Any]:
+        return await cancel_or_problem(registration_id, caller, body)
 
     @api.get(
         "/offerings/{offering_id}/registrations",

@@ -25,7 +25,9 @@ class RegistrationSettings(Settings):
 def build(settings: RegistrationSettings | None = None) -> tuple[ServiceRuntime, RegistrationService]:
     settings = settings or RegistrationSettings()
     runtime = ServiceRuntime(SERVICE, settings, migrations=MIGRATIONS)
-    service = RegistrationService(runtime.db, offering_wait_seconds=settings.offering_wait_seconds)
+    service = RegistrationService(
+        runtime.db, offering_wait_seconds=settings.offering_wait_seconds, link_secret=settings.link_secret
+    )
     for subscription in subscriptions(service, settings.delivery_limit, settings.prefetch):
         runtime.add_subscription(subscription)
 
@@ -35,6 +37,11 @@ def build(settings: RegistrationSettings | None = None) -> tuple[ServiceRuntime,
                 await asyncio.sleep(1.0)
 
     runtime.add_job("expire-deferred-requests", expire_deferred)
+
+    async def backfill_token_hashes() -> None:
+        await service.backfill_token_hashes()  # once, for registrations from before personal tokens
+
+    runtime.add_job("backfill-token-hashes", backfill_token_hashes)
     return runtime, service
 
 

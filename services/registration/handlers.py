@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -9,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from qti_contracts import (
+    FRONTEND_REPLY_PREFIX,
     CancellationCause,
     CloudEvent,
     Occupancy,
@@ -33,9 +35,11 @@ from qti_contracts import (
     readable_errors,
 )
 from qti_contracts.events import Identifier
+from qti_runtime import links
 from qti_runtime.consumer import Delivery, parse_payload
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
+from qti_runtime.settings import DEV_LINK_SECRET
 from qti_runtime.unit_of_work import UnitOfWork, unit_of_work
 from services.registration import domain, store
 from services.registration.domain import Confirm, Reject, Status, Waitlist
@@ -43,6 +47,13 @@ from services.registration.domain import Confirm, Reject, Status, Waitlist
 log = get_logger(__name__)
 
 SOURCE = "/registration"
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+# Namespace of request ids derived from a client's own request id (see `derived_request_id`).
+CLIENT_REQUEST_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://qti-net.example/registration/request-id")
+STARTED_DETAIL = (
+    "Die Veranstaltung hat bereits begonnen. Eine Absage ist jetzt nicht mehr online möglich; "
+    "bitte wenden Sie sich direkt an den QTI-Knoten."
+)
 REQUESTS_CONSUMER = "registration.requests"
 CATALOGUE_CONSUMER = "registration.catalogue"
 
@@ -64,6 +75,52 @@ class NotFound(Exception):
 
 class Conflict(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks to read or cancel a registration: staff (bearer token) or whoever holds a personal token.
+
+    Ids are no secrets, so the id alone admits nobody; a participant may not cancel once the offering
+    has begun, staff may still correct.
+    """
+
+    staff: bool = False
+    token: str | None = None
+
+    def may_see(self, link_secret: SecretStr, registration: store.RegistrationRow) -> bool:
+        if self.staff:
+            return True
+        return self.token is not None and links.token_matches(
+            link_secret, registration.request_id, self.token
+        )
+
+
+STAFF = Caller(staff=True)
+
+
+def reply_allowed(reply_to: str | None) -> bool:
+    """Only a frontend's own reply queue hears an outcome with personal data, never any other queue."""
+    return reply_to is not None and (
+        reply_to.startswith(DIRECT_REPLY_TO) or reply_to.startswith(FRONTEND_REPLY_PREFIX)
+    )
+
+
+def derived_request_id(client_request_id: str, request: RegistrationRequested) -> str:
+    """The request id a client's own id stands for: scoped by what was submitted, so the same submission
+    repeated is one request, while another client using the same key with other data gets another one
+    (and never the first one's status or personal token)."""
+    canonical = json.dumps(
+        request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return "c-" + str(uuid.uuid5(CLIENT_REQUEST_NAMESPACE, f"{client_request_id}\0{canonical}"))
+
+
+def has_begun(offering: store.OfferingRow, now: datetime) -> bool:
+    """Whether the offering's first session has started (or it took place): no participant cancellation
+    and no promotion from the waiting list any more."""
+    start = offering.seats.first_session_start
+    return offering.seats.status == OfferingStatus.COMPLETED or (start is not None and now >= start)
 
 
 @dataclass
@@ -169,10 +226,14 @@ def _deferred(row: store.RequestRow) -> tuple[RequestContext, RegistrationReques
 
 
 def _request_context(event: RawEvent, delivery: Delivery) -> RequestContext:
+    reply_to = delivery.reply_to
+    if reply_to is not None and not reply_allowed(reply_to):
+        log.warning("reply_to.ignored", request_id=event.id, reply_to=reply_to[:100])
+        reply_to = None
     return RequestContext(
         request_id=event.id,
         correlation_id=event.correlationid or event.id,
-        reply_to=delivery.reply_to,
+        reply_to=reply_to,
         reply_correlation_id=delivery.correlation_id,
     )
 
@@ -182,6 +243,11 @@ class RegistrationService:
     db: Database
     offering_wait_seconds: float = 30.0
     clock: Any = field(default=lambda: datetime.now(UTC))
+    # Key of the personal tokens (qti_runtime.links); the default is the development one.
+    link_secret: SecretStr = field(default=SecretStr(DEV_LINK_SECRET))
+
+    def personal_token(self, request_id: str) -> str:
+        return links.personal_token(self.link_secret, request_id)
 
     # Requests ------------------------------------------------------------------------------------
 
@@ -306,6 +372,7 @@ class RegistrationService:
             self._reject(uow, decisions, ctx, seats.offering_id, decision.reason, decision.detail)
             return
         registration_id = str(uuid.uuid4())
+        token = self.personal_token(ctx.request_id)
         status = Status.CONFIRMED if isinstance(decision, Confirm) else Status.WAITLISTED
         common = {
             "registration_id": registration_id,
@@ -324,7 +391,9 @@ class RegistrationService:
         else:
             outcome = RegistrationConfirmed(**common, occupancy=ledger.change(confirmed=1))
             type_ = RoutingKey.REGISTRATION_CONFIRMED
-        self._answer(uow, decisions, ctx, seats.offering_id, type_, outcome, subject=registration_id)
+        self._answer(
+            uow, decisions, ctx, seats.offering_id, type_, outcome, subject=registration_id, token=token
+        )
         decisions.add_registration(
             store.NewRegistration(
                 registration_id=registration_id,
@@ -335,6 +404,7 @@ class RegistrationService:
                 company_key=company,
                 participant=request.participant.model_dump(mode="json"),
                 company=request.company.model_dump(mode="json"),
+                token_hash=links.token_hash(token),
             )
         )
 
@@ -363,12 +433,23 @@ class RegistrationService:
         payload: BaseModel,
         *,
         subject: str,
+        token: str | None = None,
     ) -> None:
-        """Publish the outcome (and reply to the asker) and keep it as the request's answer."""
+        """Publish the outcome (and reply to the asker) and keep it as the request's answer.
+
+        The asker's first answer also carries the registration's personal token: the frontend that
+        submitted the request is the only party besides the participant that may hold it. The published
+        event and the stored answer do not.
+        """
         event = make_event(type_, payload, source=SOURCE, subject=subject, correlationid=ctx.correlation_id)
         uow.emit(event)
         if ctx.reply_to:
-            uow.reply(event, ctx.reply_to, ctx.reply_correlation_id)
+            body = None
+            if token is not None:
+                answer = json.loads(uow.serialised(event))
+                answer["data"]["personal_token"] = token
+                body = json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
+            uow.reply(event, ctx.reply_to, ctx.reply_correlation_id, body=body)
         outcome_json = uow.serialised(event).decode()
         decisions.outcomes.append(store.Outcome(ctx.request_id, offering_id, type_, outcome_json))
 
@@ -377,9 +458,11 @@ class RegistrationService:
     ) -> tuple[str, bool]:
         """HTTP entry: note the request as pending and send it through the outbox like any frontend.
 
-        Returns the request id and whether it is new (a repeated request id is accepted once).
+        `request_id` is the client's own key: the request gets an id derived from it and the submitted
+        data (`derived_request_id`). Returns the request id and whether it is new (a repeated submission
+        is accepted once).
         """
-        request_id = request_id or str(uuid.uuid4())
+        request_id = derived_request_id(request_id, request) if request_id else str(uuid.uuid4())
         async with unit_of_work(self.db) as uow:
             if not await store.insert_pending(uow.conn, request_id, request.offering_id):
                 return request_id, False
@@ -420,17 +503,23 @@ class RegistrationService:
                     CancellationCause.PARTICIPANT,
                     command.reason,
                     event.correlationid or event.id,
+                    caller=Caller(token=command.personal_token),
                 )
-            except (NotFound, Conflict) as exc:
-                # Cancelling what does not exist or is already cancelled changes nothing.
+            except NotFound:
+                # Unknown, or not this registration's token: nothing changes (and nothing personal is logged).
+                log.info("cancellation.refused", event_id=event.id, why="unbekannt oder Token ungültig")
+            except Conflict as exc:
+                # Already cancelled, or the offering has begun: nothing changes.
                 log.info("cancellation.ignored", registration_id=command.registration_id, why=str(exc))
 
-    async def cancel(
-        self, registration_id: str, cause: CancellationCause, reason: str | None
-    ) -> store.RegistrationRow:
-        """HTTP entry; raises NotFound or Conflict."""
+    async def cancel(self, registration_id: str, caller: Caller, reason: str | None) -> store.RegistrationRow:
+        """HTTP entry: a participant with their token, or staff (who cancel as organiser); raises NotFound
+        (also for a token that is not this registration's) or Conflict."""
+        cause = CancellationCause.ORGANISER if caller.staff else CancellationCause.PARTICIPANT
         async with unit_of_work(self.db) as uow:
-            await self._cancel_registration(uow, registration_id, cause, reason, registration_id)
+            await self._cancel_registration(
+                uow, registration_id, cause, reason, registration_id, caller=caller
+            )
             row = await store.get_registration(uow.conn, registration_id)
         assert row is not None
         return row
@@ -442,6 +531,8 @@ class RegistrationService:
         cause: CancellationCause,
         reason: str | None,
         correlation_id: str,
+        *,
+        caller: Caller = STAFF,
     ) -> None:
         offering_id = await store.offering_of_registration(uow.conn, registration_id)
         if offering_id is None:
@@ -450,8 +541,12 @@ class RegistrationService:
         assert offering is not None
         registration = await store.get_registration(uow.conn, registration_id, lock=True)
         assert registration is not None
+        if not caller.may_see(self.link_secret, registration):
+            raise NotFound(registration_id)
         if registration.status == Status.CANCELLED:
             raise Conflict("Diese Anmeldung ist bereits storniert.")
+        if not caller.staff and has_begun(offering, self.clock()):
+            raise Conflict(STARTED_DETAIL)
         ledger = SeatLedger(offering)
         self._cancel_one(uow, ledger, registration, cause, reason, correlation_id)
         await store.set_status(uow.conn, registration_id, Status.CANCELLED, cancel_cause=cause.value)
@@ -489,7 +584,10 @@ class RegistrationService:
         )
 
     async def _promote(self, uow: UnitOfWork, ledger: SeatLedger, correlation_id: str) -> None:
-        """Free seats go to the waiting list in order; positions of the others close up."""
+        """Free seats go to the waiting list in order; positions of the others close up. Not once the
+        offering has begun: nobody is told of a place in something already under way."""
+        if has_begun(ledger.offering, self.clock()):
+            return
         count = domain.seats_to_promote(ledger.offering.seats.capacity, ledger.confirmed, ledger.waitlisted)
         if count == 0:
             return
@@ -672,16 +770,33 @@ class RegistrationService:
             "position": data.get("position"),
             "reason": data.get("reason"),
             "detail": data.get("detail"),
-            "outcome_event": row.outcome,
         }
 
-    async def registration_view(self, registration_id: str) -> dict[str, Any] | None:
+    async def registration_view(self, registration_id: str, caller: Caller) -> dict[str, Any] | None:
+        """The registration if `caller` may see it; None for an unknown id and a wrong token alike."""
         async with self.db.pool.acquire() as conn:
             row = await store.get_registration(conn, registration_id)
-            if row is None:
+            if row is None or not caller.may_see(self.link_secret, row):
                 return None
             position = await store.waitlist_position(conn, row)
         return _view(row, position)
+
+    async def registration_of_token(self, token: str) -> str | None:
+        """The id of the registration `token` belongs to (found by its hash; the token is stored nowhere)."""
+        async with self.db.pool.acquire() as conn:
+            return await store.registration_id_by_token_hash(conn, links.token_hash(token))
+
+    async def backfill_token_hashes(self, batch: int = 500) -> int:
+        """Registrations from before personal tokens get their token's hash; returns how many."""
+        done = 0
+        while True:
+            async with unit_of_work(self.db) as uow:
+                rows = await store.without_token_hash(uow.conn, batch)
+                hashes = [(rid, links.token_hash(self.personal_token(req))) for rid, req in rows]
+                await store.set_token_hashes(uow.conn, hashes)
+            done += len(rows)
+            if len(rows) < batch:
+                return done
 
     async def offering_registrations(self, offering_id: str) -> list[dict[str, Any]]:
         async with self.db.pool.acquire() as conn:

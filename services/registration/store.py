@@ -189,6 +189,7 @@ class NewRegistration:
     company_key: str
     participant: dict[str, Any]
     company: dict[str, Any]
+    token_hash: str
 
 
 @dataclass(frozen=True)
@@ -219,12 +220,13 @@ async def write_decisions(
         """
         WITH registered AS (
             INSERT INTO registrations (registration_id, request_id, offering_id, status, email, company_key,
-                                       participant, company)
-            SELECT registration_id, request_id, offering_id, status, email, company_key, participant, company
+                                       participant, company, token_hash)
+            SELECT registration_id, request_id, offering_id, status, email, company_key, participant, company,
+                   token_hash
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
-                        $8::jsonb[]) WITH ORDINALITY
+                        $8::jsonb[], $17::text[]) WITH ORDINALITY
                 AS n(registration_id, request_id, offering_id, status, email, company_key, participant,
-                     company, ord)
+                     company, token_hash, ord)
             ORDER BY ord
         ), seats AS (
             UPDATE offerings o SET confirmed = c.confirmed, waitlisted = c.waitlisted,
@@ -256,6 +258,7 @@ async def write_decisions(
         [o.offering_id for o in outcomes],
         [o.outcome_type for o in outcomes],
         [o.outcome_json for o in outcomes],
+        [r.token_hash for r in registrations],
     )
 
 
@@ -265,6 +268,31 @@ async def get_registration(
     sql = "SELECT * FROM registrations WHERE registration_id = $1" + (" FOR UPDATE" if lock else "")
     record = await conn.fetchrow(sql, registration_id)
     return _registration(record) if record else None
+
+
+async def registration_id_by_token_hash(conn: asyncpg.Connection, token_hash: str) -> str | None:
+    value = await conn.fetchval("SELECT registration_id FROM registrations WHERE token_hash = $1", token_hash)
+    return str(value) if value is not None else None
+
+
+async def without_token_hash(conn: asyncpg.Connection, limit: int) -> list[tuple[str, str]]:
+    """(registration id, request id) of rows from before personal tokens, to give them their hash."""
+    records = await conn.fetch(
+        "SELECT registration_id, request_id FROM registrations WHERE token_hash IS NULL"
+        " ORDER BY registration_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    return [(r["registration_id"], r["request_id"]) for r in records]
+
+
+async def set_token_hashes(conn: asyncpg.Connection, hashes: Sequence[tuple[str, str]]) -> None:
+    await conn.execute(
+        "UPDATE registrations r SET token_hash = h.token_hash"
+        " FROM unnest($1::text[], $2::text[]) AS h(registration_id, token_hash)"
+        " WHERE r.registration_id = h.registration_id",
+        [registration_id for registration_id, _ in hashes],
+        [token_hash for _, token_hash in hashes],
+    )
 
 
 async def offering_of_registration(conn: asyncpg.Connection, registration_id: str) -> str | None:

@@ -60,6 +60,8 @@ from e2e.system_kit import SERVICES, Observer, System, mail_kind, offering_body,
 from registration_kit import OUTCOME_KEYS, STAFF, request_data
 
 from qti_contracts import make_event
+from qti_runtime import links
+from qti_runtime.settings import Settings
 from services.catalogue.demo_data import node_id_for
 from services.notification.sink import MailSink
 from support import Backends, broker_away, eventually
@@ -132,7 +134,8 @@ class Frontend:
         for key in OUTCOME_KEYS:
             await outcomes.bind(self.exchange, key)
         await outcomes.consume(self.observer.on_event)
-        self.replies = await self.channel.declare_queue(f"e2e.replies.{tag}", durable=True)
+        # Registration answers only frontends' reply queues (`frontend.reply.…`).
+        self.replies = await self.channel.declare_queue(f"frontend.reply.e2e-{tag}", durable=True)
         await self.replies.consume(self.observer.on_reply)
         kpis = await self.channel.declare_queue(f"kpi-consumer.{tag}", durable=True)
         await kpis.bind("qti.reporting", routing_key="reporting.#")
@@ -229,20 +232,26 @@ class Frontend:
                 for d in chosen:
                     self.cancelled[d["registration_id"]] = d["participant"]["email"]
                 await asyncio.gather(
-                    *(self.cancel(d["registration_id"], amqp=i == CANCELS - 1) for i, d in enumerate(chosen))
+                    *(
+                        self.cancel(d["registration_id"], d["request_id"], amqp=i == CANCELS - 1)
+                        for i, d in enumerate(chosen)
+                    )
                 )
             await asyncio.sleep(0.1)
 
-    async def cancel(self, registration_id: str, *, amqp: bool) -> None:
+    async def cancel(self, registration_id: str, request_id: str, *, amqp: bool) -> None:
+        """As the participant, with the personal token of their mails (derived from the request id)."""
+        token = links.personal_token(Settings().link_secret, request_id)
         if amqp:
             await self.publish(
                 "registration.cancellation_requested",
-                {"registration_id": registration_id, "reason": "Terminkonflikt"},
+                {"registration_id": registration_id, "reason": "Terminkonflikt", "personal_token": token},
             )
             return
         url = f"{self.system.urls['registration']}/registrations/{registration_id}/cancel"
         # 409 "already cancelled": an earlier attempt went through before its connection broke.
-        await self.http("POST", url, {200, 409}, {"reason": "Terminkonflikt"})
+        headers = {"X-Personal-Token": token}
+        await self.http("POST", url, {200, 409}, {"reason": "Terminkonflikt"}, headers=headers)
 
     def request_ids(self) -> set[str]:
         return {*self.amqp_ids, *self.http_ids}
@@ -464,7 +473,7 @@ async def check_answers(frontend: Frontend, fault: str) -> dict[str, int]:
     for request_id in http_ids:
         url = f"{frontend.system.urls['registration']}/registrations/requests/{request_id}"
         status = (await frontend.http("GET", url, {200})).json()
-        assert status["outcome_event"]["id"] == decisions[request_id][0]["id"], status
+        assert status["registration_id"] == decisions[request_id][0]["data"].get("registration_id"), status
     repeated = {  # deliveries of an event (outcome, promotion, cancellation) or a reply seen before
         "events": len(observer.events) - len({e["id"] for e in observer.events}),
         "replies": len(observer.replies) - len(amqp_ids),

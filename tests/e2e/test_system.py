@@ -46,7 +46,8 @@ async def test_whole_system_answers_once_mails_once_and_reports_what_happened(  
         for key in OUTCOME_KEYS:
             await outcomes.bind(events_exchange, key)
         await outcomes.consume(observer.on_event)
-        replies = await channel.declare_queue("", exclusive=True)
+        # Registration answers only frontends' reply queues (`frontend.reply.…` or direct reply-to).
+        replies = await channel.declare_queue(f"frontend.reply.e2e-{uuid.uuid4().hex[:6]}", exclusive=True)
         await replies.consume(observer.on_reply)
         kpi_queue = await channel.declare_queue(f"kpi-consumer.{uuid.uuid4().hex[:6]}", exclusive=True)
         await kpi_queue.bind("qti.reporting", routing_key="reporting.#")
@@ -86,11 +87,14 @@ async def test_whole_system_answers_once_mails_once_and_reports_what_happened(  
             )
             return event.id
 
+        tokens: dict[str, str] = {}  # request id -> personal token, as the submitting frontend gets it
+
         async def via_http(n: int) -> str:
             response = await client.post(
                 f"{urls['registration']}/registrations", json=request_data(offering_id, n)
             )
             assert response.status_code == 202, response.text
+            tokens[response.json()["request_id"]] = response.json()["personal_token"]
             return str(response.json()["request_id"])
 
         amqp_ids = await asyncio.gather(*(via_amqp(n) for n in range(AMQP_REQUESTS)))
@@ -115,9 +119,14 @@ async def test_whole_system_answers_once_mails_once_and_reports_what_happened(  
             outcome = json.loads(message.body)
             assert message.correlation_id == f"corr-{outcome['data']['request_id']}"
             assert outcome["id"] == decisions[outcome["data"]["request_id"]][0]["id"]
+            tokens[outcome["data"]["request_id"]] = outcome["data"]["personal_token"]
         for request_id in http_ids:
             status = (await client.get(f"{urls['registration']}/registrations/requests/{request_id}")).json()
-            assert status["outcome_event"]["id"] == decisions[request_id][0]["id"], status
+            assert status["registration_id"] == decisions[request_id][0]["data"]["registration_id"], status
+            assert "participant" not in status and "outcome_event" not in status
+        token_of = {
+            found[0]["data"]["registration_id"]: tokens[request_id] for request_id, found in decisions.items()
+        }
 
         confirmed = {
             e["data"]["registration_id"]: e["data"]["participant"]["email"]
@@ -130,11 +139,13 @@ async def test_whole_system_answers_once_mails_once_and_reports_what_happened(  
             if e["type"] == "registration.waitlisted"
         }
 
-        # Staff cancels every confirmed registration: 5 are promoted from the waitlist, one seat stays free.
+        # Every confirmed participant cancels with their personal token: 5 are promoted from the waitlist,
+        # one seat stays free.
         for registration_id in confirmed:
             response = await client.post(
                 f"{urls['registration']}/registrations/{registration_id}/cancel",
                 json={"reason": "Terminkonflikt"},
+                headers={"X-Personal-Token": token_of[registration_id]},
             )
             assert response.status_code == 200, response.text
 

@@ -293,7 +293,9 @@ async def test_forget_person_through_the_cli_on_a_running_system(  # noqa: PLR09
                 return bool((item["confirmed"], item["waitlisted"]) == (1, 0))
 
             await eventually(seats_converged, timeout=TIMEOUT)
-            view = (await client.get(f"{urls['registration']}/registrations/{joerg_reg}")).json()
+            view = (
+                await client.get(f"{urls['registration']}/registrations/{joerg_reg}", headers=STAFF)
+            ).json()
             assert view["status"] == "cancelled" and view["cancel_cause"] == "participant"
             assert view["participant"]["given_name"] == "[gelöscht]"
             assert view["company"]["name"] == "Thüringer Achsenbau GmbH"  # company data is kept
@@ -487,7 +489,7 @@ async def test_registration_forgets_deferred_begun_and_repeated_requests(  # noq
         assert (status["status"], status["envelope"]) == ("decided", None)
 
     # Jörg's frontend repeats its first request (same id): answered again from the anonymised outcome.
-    replies = await h.channel.declare_queue("", exclusive=True)
+    replies = await h.reply_queue()  # registration answers only frontends' reply queues
     await h.publish(
         "registration.requested", joerg_request(upcoming["offering_id"]), id_=first, reply_to=replies.name
     )

@@ -128,7 +128,7 @@ async def test_redelivered_request_changes_nothing_and_is_answered_again(harness
     offering = offering_data(capacity=1)
     await harness.publish_offering(offering)
     await harness.wait_offering(offering["offering_id"])
-    reply_queue = await harness.channel.declare_queue("", exclusive=True)
+    reply_queue = await harness.reply_queue()
     request = request_data(offering["offering_id"])
     for _ in range(3):
         await harness.publish(
@@ -148,6 +148,10 @@ async def test_redelivered_request_changes_nothing_and_is_answered_again(harness
     assert len(replies) == 3, [(m.body, m.headers, m.correlation_id) for m in replies]
     assert {m.correlation_id for m in replies} == {"corr-1"}
     assert {json.loads(m.body)["id"] for m in replies} == {events[0]["id"]}  # the same outcome each time
+    # Only the first answer carries the personal token; the published event never does.
+    tokens = [json.loads(m.body)["data"].get("personal_token") for m in replies]
+    assert tokens == [harness.token("req-fixed-1"), None, None]
+    assert "personal_token" not in events[0]["data"]
     async with harness.runtime.db.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM registrations") == 1
 
@@ -165,8 +169,10 @@ async def test_cancellation_promotes_first_waitlisted_and_positions_close_up(har
         (e["data"] for e in decided if e["type"] == "registration.waitlisted"), key=lambda d: d["position"]
     )
     first_waiting, second_waiting = waiting[0]["registration_id"], waiting[1]["registration_id"]
+    holder_request = next(e["data"]["request_id"] for e in decided if e["type"] == "registration.confirmed")
     await harness.publish(
-        "registration.cancellation_requested", {"registration_id": holder, "reason": "krank"}
+        "registration.cancellation_requested",
+        {"registration_id": holder, "reason": "krank", "personal_token": harness.token(holder_request)},
     )
     changes = await harness.events(2)
     assert by_type(changes) == {"registration.cancelled": 1, "registration.confirmed": 1}
@@ -175,11 +181,19 @@ async def test_cancellation_promotes_first_waitlisted_and_positions_close_up(har
     assert promoted["request_id"] == waiting[0]["request_id"]
     cancelled = next(e["data"] for e in changes if e["type"] == "registration.cancelled")
     assert cancelled["cause"] == "participant" and cancelled["was_confirmed"] is True
-    response = await harness.client.get(f"/registrations/{second_waiting}")
+    response = await harness.client.get(
+        f"/registrations/{second_waiting}",
+        headers={"X-Personal-Token": harness.token(waiting[1]["request_id"])},
+    )
     assert response.json()["status"] == "waitlisted" and response.json()["position"] == 1
     # the same cancellation again, and a cancellation of an unknown registration: no effect
-    await harness.publish("registration.cancellation_requested", {"registration_id": holder})
-    await harness.publish("registration.cancellation_requested", {"registration_id": "unbekannt"})
+    token = harness.token(holder_request)
+    await harness.publish(
+        "registration.cancellation_requested", {"registration_id": holder, "personal_token": token}
+    )
+    await harness.publish(
+        "registration.cancellation_requested", {"registration_id": "unbekannt", "personal_token": token}
+    )
     assert await harness.events(0, timeout=1) == []
 
 

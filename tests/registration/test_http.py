@@ -17,6 +17,10 @@ async def poll(harness: Harness, url: str, until: str = "pending") -> dict[str, 
     raise AssertionError(f"{url} stayed {until}")
 
 
+def decided_request(events: list[dict[str, Any]], type_: str) -> str:
+    return str(next(e["data"]["request_id"] for e in events if e["type"] == type_))
+
+
 async def test_post_registration_is_accepted_then_decided(harness: Harness) -> None:
     offering = offering_data(capacity=1)
     await harness.publish_offering(offering)
@@ -27,7 +31,10 @@ async def test_post_registration_is_accepted_then_decided(harness: Harness) -> N
     assert body["status"] == "pending" and response.headers["location"] == body["status_url"]
     outcome = await poll(harness, body["status_url"])
     assert outcome["status"] == "confirmed" and outcome["registration_id"]
-    registration = (await harness.client.get(f"/registrations/{outcome['registration_id']}")).json()
+    token = {"X-Personal-Token": body["personal_token"]}
+    registration = (
+        await harness.client.get(f"/registrations/{outcome['registration_id']}", headers=token)
+    ).json()
     assert registration["status"] == "confirmed"
     assert registration["participant"]["email"] == "anna.0@example.de"
     [event] = await harness.events(1)
@@ -39,10 +46,11 @@ async def test_client_request_id_makes_retries_safe(harness: Harness) -> None:
     await harness.publish_offering(offering)
     await harness.wait_offering(offering["offering_id"])
     data = {**request_data(offering["offering_id"]), "request_id": "web-4711"}
-    for _ in range(3):
-        response = await harness.client.post("/registrations", json=data)
-        assert response.status_code == 202 and response.json()["request_id"] == "web-4711"
-    outcome = await poll(harness, "/registrations/requests/web-4711")
+    answers = [(await harness.client.post("/registrations", json=data)) for _ in range(3)]
+    assert {a.status_code for a in answers} == {202}
+    [request_id] = {a.json()["request_id"] for a in answers}  # one request, its id derived from the key
+    assert request_id.startswith("c-")
+    outcome = await poll(harness, f"/registrations/requests/{request_id}")
     assert outcome["status"] == "confirmed"
     events = await harness.events(1)
     assert len(events) == 1
@@ -57,15 +65,19 @@ async def test_cancel_over_http_and_its_errors(harness: Harness) -> None:
     decided = await harness.events(2)
     holder = next(e["data"]["registration_id"] for e in decided if e["type"] == "registration.confirmed")
     waiting = next(e["data"]["registration_id"] for e in decided if e["type"] == "registration.waitlisted")
-    response = await harness.client.post(f"/registrations/{holder}/cancel", json={"reason": "Terminkonflikt"})
+    token = {"X-Personal-Token": harness.token(decided_request(decided, "registration.confirmed"))}
+    response = await harness.client.post(
+        f"/registrations/{holder}/cancel", json={"reason": "Terminkonflikt"}, headers=token
+    )
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    promoted = (await harness.client.get(f"/registrations/{waiting}")).json()
+    waiting_token = {"X-Personal-Token": harness.token(decided_request(decided, "registration.waitlisted"))}
+    promoted = (await harness.client.get(f"/registrations/{waiting}", headers=waiting_token)).json()
     assert promoted["status"] == "confirmed" and promoted["from_waitlist"] is True
-    again = await harness.client.post(f"/registrations/{holder}/cancel")
+    again = await harness.client.post(f"/registrations/{holder}/cancel", headers=token)
     assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
     assert "bereits storniert" in again.json()["detail"]
-    assert (await harness.client.post("/registrations/unbekannt/cancel")).status_code == 404
-    assert (await harness.client.get("/registrations/unbekannt")).status_code == 404
+    assert (await harness.client.post("/registrations/unbekannt/cancel", headers=token)).status_code == 404
+    assert (await harness.client.get("/registrations/unbekannt", headers=token)).status_code == 404
     assert (await harness.client.get("/registrations/requests/unbekannt")).status_code == 404
 
 

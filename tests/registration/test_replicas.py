@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from registration_kit import Frontend, offering_data, request_data
 
+from qti_runtime import links
 from qti_runtime.settings import Settings
 from support import ServiceProcess, free_port
 
@@ -25,6 +26,7 @@ async def replicas(settings: Settings) -> AsyncIterator[list[ServiceProcess]]:
         "QTI_AMQP_URL": settings.amqp_url,
         "QTI_DATABASE_URL": settings.database_url,
         "QTI_OFFERING_WAIT_SECONDS": "5",
+        "QTI_LINK_SECRET": settings.link_secret.get_secret_value(),
         "QTI_SHUTDOWN_GRACE_SECONDS": "5",
     }
     procs = [ServiceProcess("registration", env, free_port()) for _ in range(3)]
@@ -92,7 +94,7 @@ async def test_three_replicas_2000_requests_one_offering(
 
 @pytest.mark.slow
 async def test_cancellations_race_new_requests_and_a_replica_is_killed(
-    replicas: list[ServiceProcess], amqp_url: str
+    replicas: list[ServiceProcess], amqp_url: str, settings: Settings
 ) -> None:
     offering = offering_data(capacity=CAPACITY, waitlist_limit=WAITLIST)
     oid = offering["offering_id"]
@@ -103,12 +105,19 @@ async def test_cancellations_race_new_requests_and_a_replica_is_killed(
             [("registration.requested", request_data(oid, n), None) for n in range(60)]
         )
         await frontend.wait_for(60)
-        holders = [
-            e["data"]["registration_id"] for e in frontend.events if e["type"] == "registration.confirmed"
-        ]
+        confirmed = [e["data"] for e in frontend.events if e["type"] == "registration.confirmed"]
+        holders = [data["registration_id"] for data in confirmed]
         more = [("registration.requested", request_data(oid, 1000 + n), None) for n in range(1000)]
         cancels = [
-            ("registration.cancellation_requested", {"registration_id": r}, None) for r in holders[:20]
+            (
+                "registration.cancellation_requested",
+                {
+                    "registration_id": data["registration_id"],
+                    "personal_token": links.personal_token(settings.link_secret, data["request_id"]),
+                },
+                None,
+            )
+            for data in confirmed[:20]
         ]
         mixed = more[:500] + cancels + more[500:]
         task = asyncio.create_task(frontend.publish_all(mixed))

@@ -45,7 +45,9 @@ EVENTS = RabbitExchange(
 REPORTING = RabbitExchange(
     REPORTING_EXCHANGE, type=ExchangeType.TOPIC, durable=True, arguments={"alternate-exchange": UNROUTED}
 )
-DEAD_LETTERS = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
+# A topic exchange (not direct) only so that RabbitMQ's topic permissions limit each service to the routing
+# keys of its own queues: routing keys are exact queue names, so it routes like a direct exchange.
+DEAD_LETTERS = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 UNROUTED_EXCHANGE = RabbitExchange(UNROUTED, type=ExchangeType.FANOUT, durable=True)
 UNROUTED_QUEUE = RabbitQueue(
     UNROUTED,
@@ -110,8 +112,19 @@ def dead_letter_rabbit_queue(service: str) -> RabbitQueue:
     return RabbitQueue(dead_letter_queue(service), queue_type=QueueType.QUORUM, durable=True)
 
 
-async def declare_shared_topology(broker: RabbitBroker) -> None:
-    """Exchanges every service relies on; identical arguments everywhere, so replicas can race."""
+async def declare_shared_topology(broker: RabbitBroker, *, existing: bool = False) -> None:
+    """Exchanges every service relies on; identical arguments everywhere, so replicas can race.
+
+    `existing` (production): the definitions (deploy/rabbitmq/definitions.json) created them, and a
+    service's broker user has no configure permission on them; they are only checked (passive declares,
+    which RabbitMQ does not subject to permissions), and declared so under the same objects, so that
+    later declares of these exchanges (subscribers, the outbox relay) hit the declarer's cache.
+    """
+    if existing:
+        declarer = broker.config.declarer
+        for exchange in (UNROUTED_EXCHANGE, EVENTS, REPORTING, DEAD_LETTERS):
+            await declarer.declare_exchange(exchange, declare=False)
+        return
     unrouted = await broker.declare_exchange(UNROUTED_EXCHANGE)
     unrouted_queue = await broker.declare_queue(UNROUTED_QUEUE)
     await unrouted_queue.bind(unrouted, routing_key="")
@@ -121,8 +134,11 @@ async def declare_shared_topology(broker: RabbitBroker) -> None:
     await broker.declare_exchange(DEAD_LETTERS)
 
 
-async def declare_service_topology(broker: RabbitBroker, service: str, queues: Sequence[QueueSpec]) -> None:
-    await declare_shared_topology(broker)
+async def declare_service_topology(
+    broker: RabbitBroker, service: str, queues: Sequence[QueueSpec], *, shared_exist: bool = False
+) -> None:
+    """The shared exchanges (see `declare_shared_topology`), then the service's own queues and bindings."""
+    await declare_shared_topology(broker, existing=shared_exist)
     dead_letters = await broker.declare_exchange(DEAD_LETTERS)
     dlq = await broker.declare_queue(dead_letter_rabbit_queue(service))
     await dlq.bind(dead_letters, routing_key=dead_letter_queue(service))

@@ -103,12 +103,15 @@ class ServiceRuntime:
     async def start(self) -> None:
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)
         configure_tracing(self.name, self.settings.otel_exporter)
+        self.settings.check_production()  # raises, naming every default secret, before connecting anything
         await self.db.connect()
         async with self.db.pool.acquire() as conn:
             await migrate(conn, self.name, self.migrations)
         await self.broker.connect()
         specs = [s.spec for s in self.subscriptions] + self.extra_queues
-        await declare_service_topology(self.broker, self.name, specs)
+        # In production the definitions made the shared exchanges; the service's user may not configure them.
+        shared_exist = self.settings.env == "production"
+        await declare_service_topology(self.broker, self.name, specs, shared_exist=shared_exist)
         self.relay = OutboxRelay(
             self.db.pool,
             self.name,

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_STAFF_TOKEN = "dev-staff-token"
 DEV_LINK_SECRET = "dev-link-secret-not-for-production"
+DEV_PSEUDONYM_KEY = "dev-pseudonym-key-not-for-production"
+# Values that shipped as defaults at some point: none of them is a secret any more.
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {DEV_STAFF_TOKEN, DEV_LINK_SECRET, DEV_PSEUDONYM_KEY, "dev-pseudonym-key", "change-me"}
+)
+# Shortest secret accepted in production: 32 characters of `secrets.token_urlsafe(32)` are ~190 bits.
+MIN_SECRET_LENGTH = 32
+SECRET_FIELDS = {
+    "staff_token": "QTI_STAFF_TOKEN",
+    "pseudonym_key": "QTI_PSEUDONYM_KEY",
+    "link_secret": "QTI_LINK_SECRET",
+}
+
+
+class ProductionSecretsMissing(RuntimeError):
+    """`QTI_ENV=production` with a default or too short secret; the message names every one."""
 
 
 class Settings(BaseSettings):
@@ -14,7 +32,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="QTI_", extra="ignore")
 
-    # `production` refuses to start with a default secret (see `check_production`); `development` warns.
+    # `production` refuses to start with a default secret (see `check_production`); `development` uses them.
     env: str = Field(default="development", pattern="^(development|production)$")
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     database_url: str = "postgresql://root@127.0.0.1:5432/qti"
@@ -22,6 +40,9 @@ class Settings(BaseSettings):
     # Key of the personal links in mails (`qti_runtime.links`): registration checks them, notification
     # writes them. Whoever holds it can open every registration, so it is a secret like the staff token.
     link_secret: SecretStr = SecretStr(DEV_LINK_SECRET)
+    # Key of the keyed pseudonyms (HMAC) of persons and companies in notification's log and reporting's
+    # figures: with it, the pseudonym of a known e-mail address can be recomputed.
+    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
     # Public base URL of the portal: every link in every mail starts with it.
     portal_url: str = "http://127.0.0.1:8000"
 
@@ -54,3 +75,40 @@ class Settings(BaseSettings):
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
+
+    def production_problems(self) -> list[str]:
+        """What keeps this configuration from production, one German/English line per variable.
+
+        Empty in development, and in production when every secret is set, not a shipped default, at
+        least MIN_SECRET_LENGTH characters long, and the broker user is not `guest`.
+        """
+        if self.env != "production":
+            return []
+        problems = []
+        for field, variable in SECRET_FIELDS.items():
+            value = getattr(self, field).get_secret_value()
+            if value in KNOWN_DEFAULT_SECRETS:
+                problems.append(
+                    f"{variable} fehlt (Entwicklungswert gesetzt) / is missing (development default set)"
+                )
+            elif len(value) < MIN_SECRET_LENGTH:
+                problems.append(
+                    f"{variable} ist kürzer als {MIN_SECRET_LENGTH} Zeichen / "
+                    f"is shorter than {MIN_SECRET_LENGTH} characters"
+                )
+        user = unquote(urlsplit(self.amqp_url).username or "guest")
+        if user == "guest":
+            problems.append(
+                "QTI_AMQP_URL nutzt den Broker-Benutzer guest / uses the broker user guest "
+                "(use the service's own user, deploy/rabbitmq/definitions.json)"
+            )
+        return problems
+
+    def check_production(self) -> None:
+        """Raise `ProductionSecretsMissing` naming every problem (see `production_problems`)."""
+        problems = self.production_problems()
+        if problems:
+            raise ProductionSecretsMissing(
+                "QTI_ENV=production: Start verweigert / refusing to start (docs/operations.md, "
+                '"Secrets"):\n  - ' + "\n  - ".join(problems)
+            )

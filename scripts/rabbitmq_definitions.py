@@ -16,12 +16,20 @@ import hashlib
 import importlib
 import inspect
 import json
+import re
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qti_contracts.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, REPORTING_EXCHANGE, SERVICES
+from qti_contracts.topology import (
+    DEAD_LETTER_EXCHANGE,
+    EVENTS_EXCHANGE,
+    REPORTING_EXCHANGE,
+    SERVICES,
+    RoutingKey,
+)
 from qti_runtime.broker import (
     DEAD_LETTERS,
     EVENTS,
@@ -37,7 +45,16 @@ from qti_runtime.settings import Settings
 VHOST = "qti"
 TARGET = Path(__file__).resolve().parent.parent / "deploy" / "rabbitmq" / "definitions.json"
 KPI_CONSUMER = "kpi-consumer"
+FRONTEND = "frontend"
 ADMIN = "qti-admin"
+# Frontends send only these commands, and read only their own reply queues (or direct reply-to).
+FRONTEND_COMMANDS = (RoutingKey.REGISTRATION_REQUESTED, RoutingKey.REGISTRATION_CANCELLATION_REQUESTED)
+FRONTEND_REPLY_PREFIX = "frontend.reply."
+# Only registration answers frontends, through the default exchange (`amq.default` in permissions).
+REPLYING_SERVICES = frozenset({"registration"})
+# A KPI consumer's queue holds at most this many messages; beyond it the oldest is dropped (never a
+# refused publish: reporting's outbox must not wedge because a consumer stopped reading).
+KPI_QUEUE_MAX_LENGTH = 100_000
 
 # The service queues of docs/architecture.md ("Queues"), used for a service whose app is not installed;
 # where `services.<svc>.app` exists, its runtime's own declarations are used instead (service_queues()).
@@ -147,20 +164,89 @@ def _binding(source: str, destination: str, kind: str, key: str) -> dict[str, An
     }
 
 
-def _service_permissions(service: str) -> dict[str, Any]:
-    # configure: the shared exchanges (every replica declares them) and its own queues;
-    # write: publish to qti.events / qti.dead-letter, bind its queues, the qti.reporting e2e binding,
-    #        replies to clients' reply queues through the default exchange (amq.default);
-    # read:  consume its own queues; the source side of its bindings.
+def _exact(names: Sequence[str]) -> str:
+    """A regex matching exactly these names (RabbitMQ permissions are regexes on names)."""
+    if not names:
+        return "^$"  # RabbitMQ's spelling of "nothing"
+    return "^(" + "|".join(re.escape(name) for name in sorted(set(names))) + ")$"
+
+
+def published_routing_keys(service: str) -> list[str]:
+    """The event types a service publishes on qti.events: the contract's routing keys in its namespace.
+
+    Registration's include the commands, which its HTTP entry (`POST /registrations`) forwards.
+    """
+    constants = [value for name, value in vars(RoutingKey).items() if name.isupper()]
+    return sorted(key for key in constants if isinstance(key, str) and key.startswith(f"{service}."))
+
+
+def _vhost_permissions(service: str) -> dict[str, Any]:
+    # configure: its own queues only (`<service>.*`); the shared exchanges and qti.unrouted come from these
+    #            definitions, and the runtime only checks them (passive declares) in production;
+    # write:     publish to qti.events / qti.dead-letter (routing keys limited by topic permissions),
+    #            bind its own queues; registration alone writes to `amq.default` (replies to frontends);
+    # read:      consume its own queues; the source side of its bindings (keys limited by topic permissions).
     own = rf"{service}\..*"
-    shared = r"qti\.(events|reporting|dead-letter|unrouted)"
+    default = r"|amq\.default" if service in REPLYING_SERVICES else ""
     return {
         "user": service,
         "vhost": VHOST,
-        "configure": f"^({shared}|{own})$",
-        "write": rf"^({shared}|{own}|amq\.default)$",
-        "read": rf"^(qti\.(events|dead-letter|unrouted)|{own})$",
+        "configure": f"^{own}$",
+        "write": rf"^(qti\.events|qti\.dead-letter|{own}{default})$",
+        "read": rf"^(qti\.events|qti\.dead-letter|{own})$",
     }
+
+
+def _topic_permissions(service: str, queues: Sequence[QueueSpec]) -> list[dict[str, Any]]:
+    """Routing keys per exchange: publish only its own events; bind only to the keys it consumes.
+
+    RabbitMQ checks `write` on every publish to a topic exchange and `read` on every binding to one.
+    On qti.dead-letter the keys are queue names: its dead-letter queue and its queues (retries).
+    """
+    own = [q for q in queues if q.service == service]
+    bound = [key for q in own if q.exchange.name == EVENTS_EXCHANGE for key in q.routing_keys]
+    own_names = rf"^{re.escape(service)}\..*$"
+    return [
+        {
+            "user": service,
+            "vhost": VHOST,
+            "exchange": EVENTS_EXCHANGE,
+            "write": _exact(published_routing_keys(service)),
+            "read": _exact(bound),
+        },
+        {
+            "user": service,
+            "vhost": VHOST,
+            "exchange": DEAD_LETTER_EXCHANGE,
+            "write": own_names,
+            "read": own_names,
+        },
+    ]
+
+
+def _frontend_permissions() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Frontends publish the two commands, and use direct reply-to or their own `frontend.reply.*` queues.
+
+    No read on qti.events (no binding, so no event with personal data) nor on any service queue.
+    """
+    replies = "^" + re.escape(FRONTEND_REPLY_PREFIX) + ".*$"
+    vhost = {
+        "user": FRONTEND,
+        "vhost": VHOST,
+        "configure": replies,
+        "write": r"^qti\.events$",
+        "read": replies,
+    }
+    topic = [
+        {
+            "user": FRONTEND,
+            "vhost": VHOST,
+            "exchange": EVENTS_EXCHANGE,
+            "write": _exact(FRONTEND_COMMANDS),
+            "read": "^$",
+        }
+    ]
+    return vhost, topic
 
 
 def definitions() -> dict[str, Any]:
@@ -170,18 +256,23 @@ def definitions() -> dict[str, Any]:
         _binding(UNROUTED, UNROUTED, "queue", ""),
         _binding(EVENTS_EXCHANGE, REPORTING_EXCHANGE, "exchange", "reporting.#"),
     ]
+    specs = service_queues()
     for service in SERVICES:
         dlq = dead_letter_rabbit_queue(service)
         queues.append(_queue(dlq))
         bindings.append(_binding(DEAD_LETTER_EXCHANGE, dlq.name, "queue", dlq.name))
-    for spec in service_queues():
+    for spec in specs:
         queues.append(_queue(spec.rabbit_queue()))
         bindings.extend(_binding(spec.exchange.name, spec.name, "queue", key) for key in spec.routing_keys)
     users = [_user(ADMIN, ["administrator"])]
     users += [_user(service, []) for service in SERVICES]
-    users.append(_user(KPI_CONSUMER, []))
+    users += [_user(FRONTEND, []), _user(KPI_CONSUMER, [])]
     permissions = [{"user": ADMIN, "vhost": VHOST, "configure": ".*", "write": ".*", "read": ".*"}]
-    permissions += [_service_permissions(service) for service in SERVICES]
+    permissions += [_vhost_permissions(service) for service in SERVICES]
+    topic_permissions = [entry for service in SERVICES for entry in _topic_permissions(service, specs)]
+    frontend, frontend_topics = _frontend_permissions()
+    permissions.append(frontend)
+    topic_permissions += frontend_topics
     # Read-only reporting consumer: reads qti.reporting (aggregates only) into its own kpi-consumer.* queues.
     permissions.append(
         {
@@ -199,7 +290,7 @@ def definitions() -> dict[str, Any]:
             "pattern": r"^kpi-consumer\.",
             "apply-to": "queues",
             "priority": 0,
-            "definition": {"max-length": 100000, "overflow": "reject-publish"},
+            "definition": {"max-length": KPI_QUEUE_MAX_LENGTH, "overflow": "drop-head"},
         }
     ]
     return {
@@ -207,7 +298,7 @@ def definitions() -> dict[str, Any]:
         "users": users,
         "vhosts": [{"name": VHOST}],
         "permissions": permissions,
-        "topic_permissions": [],
+        "topic_permissions": topic_permissions,
         "parameters": [],
         "global_parameters": [],
         "policies": policies,

@@ -6,11 +6,9 @@ from pydantic import Field, SecretStr
 
 from qti_runtime.settings import Settings
 
-DEV_PSEUDONYM_KEY = "dev-pseudonym-key-not-for-production"
-
 
 class NotificationSettings(Settings):
-    """`QTI_SMTP_*`, sender tuning, reminder lead time and the pseudonym key."""
+    """`QTI_SMTP_*`, sender tuning and reminder lead time (the pseudonym key is shared: `Settings`)."""
 
     # Mails may wait a few seconds; registration's answers may not (see `Settings.cpu_nice`).
     cpu_nice: int = Field(default=10, ge=0, le=19, description="mails yield the CPU to registration")
@@ -45,8 +43,6 @@ class NotificationSettings(Settings):
     max_attempts: int = Field(default=12, ge=1)
     # Unanswered registration requests (whose outcome never came) are forgotten after this many days.
     request_retention_days: float = Field(default=30.0, gt=0)
-
-    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
 
     @property
     def send_timeout(self) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from qti_runtime.service import ServiceRuntime, serve
 from qti_runtime.settings import Settings
@@ -17,9 +17,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 class ReportingSettings(Settings):
-    # Key of the person/company pseudonyms (HMAC). Changing it breaks counting unique persons across the
-    # change; set a secret one in production.
-    pseudonym_key: SecretStr = SecretStr("dev-pseudonym-key")
+    # `pseudonym_key` (QTI_PSEUDONYM_KEY) is shared: `Settings`. Changing it breaks counting unique persons
+    # across the change (docs/operations.md, "Secrets").
     kpi_debounce_seconds: float = Field(default=5.0, gt=0)
     # Figures may lag a moment; registration's answers may not (see `Settings.cpu_nice`).
     cpu_nice: int = Field(default=10, ge=0, le=19, description="figures yield the CPU to registration")

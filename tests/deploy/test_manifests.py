@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
@@ -115,6 +116,45 @@ def test_every_service_has_deployment_service_and_disruption_budget() -> None:
         )
 
 
+SECRET_VARIABLES = {
+    "QTI_STAFF_TOKEN": "staff-token",
+    "QTI_PSEUDONYM_KEY": "pseudonym-key",
+    "QTI_LINK_SECRET": "link-secret",
+}
+
+
+def test_every_deployment_takes_its_secrets_and_own_broker_user_from_the_secret() -> None:
+    secret = _of_kind("Secret")["qti-secrets"]["stringData"]
+    for name, deployment in _of_kind("Deployment").items():
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        refs = {
+            variable["name"]: variable["valueFrom"]["secretKeyRef"]["key"]
+            for variable in container["env"]
+            if "secretKeyRef" in variable.get("valueFrom", {})
+        }
+        plain = {variable["name"] for variable in container["env"] if "value" in variable}
+        assert SECRET_VARIABLES.items() <= refs.items(), (name, refs)
+        assert refs["QTI_AMQP_URL"] == f"{name}-amqp-url"
+        assert refs["QTI_DATABASE_URL"] == f"{name}-database-url"
+        assert not plain & {*SECRET_VARIABLES, "QTI_AMQP_URL", "QTI_DATABASE_URL"}, name
+        assert urlsplit(secret[f"{name}-amqp-url"]).username == name  # never guest, never another's
+
+
+def test_secret_is_a_template_without_real_values() -> None:
+    secret = _of_kind("Secret")["qti-secrets"]["stringData"]
+    assert set(SECRET_VARIABLES.values()) <= set(secret)
+    for key, value in secret.items():
+        # A placeholder that a production service refuses: nothing real is ever committed.
+        assert value == "change-me" or urlsplit(value).password == "change-me", key
+    assert Settings(env="production", staff_token=secret["staff-token"]).production_problems()
+
+
+def test_configmap_sets_production_and_holds_no_secret() -> None:
+    data = _of_kind("ConfigMap")["qti-config"]["data"]
+    assert data["QTI_ENV"] == "production"
+    assert not set(data) & {*SECRET_VARIABLES, "QTI_AMQP_URL", "QTI_DATABASE_URL"}
+
+
 def test_configmap_names_only_known_settings() -> None:
     known = {f"QTI_{name.upper()}" for name in Settings.model_fields}
     known |= {"QTI_SMTP_HOST", "QTI_SMTP_PORT"}  # notification's own settings
@@ -170,6 +210,20 @@ def test_compose_file_is_valid() -> None:
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = list(validator.iter_errors(document))
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_compose_takes_secrets_from_an_env_file_outside_git() -> None:
+    document = yaml.safe_load(_interpolate((DEPLOY / "compose.yaml").read_text()))
+    example = (DEPLOY / "secrets.env.example").read_text()
+    listed = dict(line.split("=", 1) for line in example.splitlines() if line and not line.startswith("#"))
+    assert set(listed) == set(SECRET_VARIABLES) and not any(listed.values()), "the example holds no value"
+    assert "deploy/secrets.env" in (ROOT / ".gitignore").read_text().splitlines()
+    for name in SERVICES:
+        service = document["services"][name]
+        assert service["environment"]["QTI_ENV"] == "production"
+        assert service["env_file"] == [{"path": "./secrets.env", "required": True}]
+        assert not set(service["environment"]) & set(SECRET_VARIABLES), name
+        assert urlsplit(service["environment"]["QTI_AMQP_URL"]).username == name
 
 
 def test_compose_services_are_complete() -> None:
@@ -251,7 +305,11 @@ def test_definitions_queues_equal_the_runtime_declarations() -> None:
 
 
 def test_definitions_permissions_are_least_privilege() -> None:
-    permissions = {p["user"]: p for p in _definitions()["permissions"]}
+    definitions = _definitions()
+    permissions = {p["user"]: p for p in definitions["permissions"]}
+    topics = {(p["user"], p["exchange"]): p for p in definitions["topic_permissions"]}
+    shared = ("qti.events", "qti.reporting", "qti.dead-letter", "qti.unrouted", "amq.default")
+    generator = _load_script("rabbitmq_definitions")
     for service in SERVICES:
         granted = permissions[service]
         assert granted["vhost"] == "qti"
@@ -261,7 +319,29 @@ def test_definitions_permissions_are_least_privilege() -> None:
             assert pattern.fullmatch(f"{service}.events") or pattern.fullmatch(f"{service}.requests")
             assert not any(pattern.fullmatch(f"{other}.events") for other in others), (service, verb)
             assert not any(pattern.fullmatch(f"{other}.dead-letter") for other in others), (service, verb)
+        # The definitions create the shared exchanges; no service may (re)configure or delete them.
+        assert not any(re.fullmatch(granted["configure"], name) for name in shared), service
         assert re.fullmatch(granted["write"], "qti.events")
+        assert bool(re.fullmatch(granted["write"], "amq.default")) is (service == "registration")
+        published = topics[(service, "qti.events")]["write"]
+        assert all(re.fullmatch(published, key) for key in generator.published_routing_keys(service))
+        foreign = [key for other in others for key in generator.published_routing_keys(other)]
+        assert not any(re.fullmatch(published, key) for key in foreign), service
+        dead_letters = topics[(service, "qti.dead-letter")]
+        for verb in ("write", "read"):
+            assert re.fullmatch(dead_letters[verb], f"{service}.dead-letter")
+            assert not any(re.fullmatch(dead_letters[verb], f"{o}.dead-letter") for o in others)
+    frontend = permissions["frontend"]
+    assert re.fullmatch(frontend["read"], "frontend.reply.portal") and re.fullmatch(
+        frontend["configure"], "frontend.reply.portal"
+    )
+    for verb in ("configure", "write", "read"):
+        assert not any(re.fullmatch(frontend[verb], f"{s}.requests") for s in SERVICES)
+        assert not re.fullmatch(frontend[verb], "amq.default")
+    commands = topics[("frontend", "qti.events")]["write"]
+    assert re.fullmatch(commands, "registration.requested")
+    assert re.fullmatch(commands, "registration.cancellation_requested")
+    assert not re.fullmatch(commands, "registration.confirmed")
     kpi = permissions["kpi-consumer"]
     read = re.compile(kpi["read"])
     assert read.fullmatch("qti.reporting") and read.fullmatch("kpi-consumer.dashboard")
@@ -270,8 +350,11 @@ def test_definitions_permissions_are_least_privilege() -> None:
     for verb in ("configure", "write"):
         assert not re.fullmatch(kpi[verb], "qti.reporting")
         assert not re.fullmatch(kpi[verb], "qti.events")
-    users = {u["name"]: u for u in _definitions()["users"]}
-    assert all(users[s]["tags"] == [] for s in [*SERVICES, "kpi-consumer"])
+    [bounded] = [p for p in definitions["policies"] if p["name"] == "kpi-consumer-bounded"]
+    assert bounded["definition"]["overflow"] == "drop-head"  # never refuse reporting's publish
+    users = {u["name"]: u for u in definitions["users"]}
+    assert all(users[s]["tags"] == [] for s in [*SERVICES, "frontend", "kpi-consumer"])
+    assert "guest" not in users
 
 
 # --------------------------------------------------------------------------------------------------

@@ -556,7 +556,7 @@ async def test_registration_waits_for_unpublished_events_about_the_person(
 
 @pytest.fixture
 async def reporting_runtime(settings: Settings) -> AsyncIterator[tuple[ServiceRuntime, ReportingSettings]]:
-    config = ReportingSettings(**settings.model_dump(), pseudonym_key="test-pseudonym-key")
+    config = ReportingSettings(**{**settings.model_dump(), "pseudonym_key": "test-pseudonym-key"})
     runtime = build_runtime(config)
     await runtime.start()
     try:

@@ -21,7 +21,7 @@ from support import eventually
 @pytest.fixture
 def reporting_settings(settings: Settings) -> ReportingSettings:
     return ReportingSettings(
-        **settings.model_dump(), pseudonym_key="test-pseudonym-key", kpi_debounce_seconds=1.0
+        **{**settings.model_dump(), "pseudonym_key": "test-pseudonym-key"}, kpi_debounce_seconds=1.0
     )
 
 

@@ -3,7 +3,7 @@
     qti run                                  everything locally, in the foreground (`make run`)
     qti dead-letters show <service>          peek at <service>.dead-letter with the error headers
     qti dead-letters replay <service>        publish them again to qti.events, then remove them
-    qti outbox [<service>]                   backlog and age of the oldest unpublished event
+    qti outbox [<service>]                   backlog, oldest unpublished event, parked rows (--retry-parked)
     qti demo-data                            load the demo catalogue (python -m services.catalogue.demo)
     qti reporting rebuild                    rebuild reporting's projections from its event store
     qti forget-person <email>                every service forgets a person (reporting keeps aggregates)
@@ -347,12 +347,28 @@ def dead_letters_replay(
 def outbox(
     service: Annotated[str | None, typer.Argument(help="One service; all four if omitted.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    retry_parked: Annotated[
+        bool, typer.Option("--retry-parked", help="Give parked rows back to the relay (all, or --id).")
+    ] = False,
+    row_id: Annotated[
+        list[int] | None, typer.Option("--id", help="With --retry-parked: only this outbox row (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many parked rows per service.")] = 50,
 ) -> None:
-    """Outbox backlog per service: rows waiting, age of the oldest, rows that failed to publish."""
+    """Outbox backlog per service: rows waiting, age of the oldest, rows that failed to publish, and the
+    parked rows (refused by the broker or the AMQP encoder) with their errors."""
     services = [service] if service else list(SERVICES)
-    found = _run(ops.outbox_status(Settings().database_url, services))
+    settings = Settings()
+    if row_id and not retry_parked:
+        raise _fail("--id only goes with --retry-parked")
+    if retry_parked:
+        counts = _run(ops.retry_parked(settings.database_url, services, ids=row_id or ()))
+        for name, count in counts.items():
+            typer.echo(f"{name:<13} {count} parked row(s) given back to the relay")
+        return
+    found = _run(ops.outbox_status(settings.database_url, services, parked_limit=limit))
     if as_json:
-        typer.echo(json.dumps([s.__dict__ for s in found], indent=2))
+        typer.echo(json.dumps([s.as_dict() for s in found], indent=2))
         return
     for status in found:
         if not status.exists:
@@ -360,9 +376,21 @@ def outbox(
             continue
         line = (
             f"{status.service:<13} backlog={status.backlog}  oldest={status.oldest_age_seconds:.1f}s"
-            f"  failing={status.failing}"
+            f"  failing={status.failing}  parked={status.parked}"
         )
         typer.echo(line + (f"  last_error={status.last_error}" if status.last_error else ""))
+        for row in status.parked_rows:
+            typer.echo(
+                f"  parked id={row.id}  event={row.event_id}"
+                f"  {row.exchange or '(default)'} -> {row.routing_key}"
+                f"  refusals={row.refusals}  at={row.parked_at}"
+            )
+            typer.echo(f"    error: {row.error}")
+        if status.parked > len(status.parked_rows):
+            hidden = status.parked - len(status.parked_rows)
+            typer.echo(f"  ({hidden} more parked rows not shown; use --limit)")
+        if status.parked:
+            typer.echo(f"  send them again: qti outbox {status.service} --retry-parked [--id ID]")
 
 
 # --------------------------------------------------------------------------------------------------

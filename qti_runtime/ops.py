@@ -32,6 +32,7 @@ import asyncpg
 from qti_contracts.envelope import CONTENT_TYPE
 from qti_contracts.topology import EVENTS_EXCHANGE, SERVICES, dead_letter_queue
 from qti_runtime.db import Database
+from qti_runtime.outbox import notify_channel
 
 ERROR_HEADER_PREFIX = "x-qti-"
 REPLAYS_HEADER = "x-qti-replays"
@@ -314,6 +315,19 @@ def mask_url(url: str) -> str:
 
 
 @dataclass(frozen=True)
+class ParkedRow:
+    """An outbox row the relay gave up on (`qti_runtime.outbox`), with the error that parked it."""
+
+    id: int
+    event_id: str
+    exchange: str
+    routing_key: str
+    refusals: int
+    parked_at: str
+    error: str | None
+
+
+@dataclass(frozen=True)
 class OutboxStatus:
     service: str
     exists: bool
@@ -321,40 +335,113 @@ class OutboxStatus:
     oldest_age_seconds: float = 0.0
     failing: int = 0
     last_error: str | None = None
+    parked: int = 0
+    parked_rows: list[ParkedRow] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "parked_rows": [row.__dict__ for row in self.parked_rows]}
 
 
-async def outbox_status(database_url: str, services: Sequence[str] = SERVICES) -> list[OutboxStatus]:
+async def _connect_db(database_url: str) -> asyncpg.Connection:
     try:
-        conn = await asyncpg.connect(database_url, timeout=10)
+        return await asyncpg.connect(database_url, timeout=10)
     except (OSError, asyncpg.PostgresError) as exc:
         raise OpsError(f"cannot connect to Postgres at {mask_url(database_url)}: {exc}") from exc
+
+
+async def _can_park(conn: asyncpg.Connection, service: str) -> bool:
+    """Whether the service's outbox has the parking columns (runtime migration 0002) yet."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM information_schema.columns"
+        " WHERE table_schema = $1 AND table_name = 'outbox' AND column_name = 'parked_at'",
+        service,
+    )
+    return found is not None
+
+
+async def outbox_status(
+    database_url: str, services: Sequence[str] = SERVICES, *, parked_limit: int = 50
+) -> list[OutboxStatus]:
+    """Per service: rows waiting (not parked), the oldest one's age, failing rows, and the parked rows."""
+    conn = await _connect_db(database_url)
     try:
-        found: list[OutboxStatus] = []
+        return [await _outbox_status(conn, service, parked_limit) for service in services]
+    finally:
+        await conn.close()
+
+
+async def _outbox_status(conn: asyncpg.Connection, service: str, parked_limit: int) -> OutboxStatus:
+    table = f"{_ident(service)}.outbox"
+    if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+        return OutboxStatus(service, exists=False)
+    waiting = "parked_at IS NULL" if await _can_park(conn, service) else "true"
+    record = await conn.fetchrow(
+        f"SELECT count(*) FILTER (WHERE {waiting}) AS n,"
+        f" coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE {waiting})), 0) AS age,"
+        f" count(*) FILTER (WHERE {waiting} AND attempts > 0) AS failing,"
+        f" count(*) FILTER (WHERE NOT ({waiting})) AS parked,"
+        f" (SELECT last_error FROM {table} WHERE last_error IS NOT NULL AND {waiting}"
+        "   ORDER BY id DESC LIMIT 1) AS last_error"
+        f" FROM {table}"
+    )
+    assert record is not None
+    parked: list[ParkedRow] = []
+    if record["parked"]:
+        rows = await conn.fetch(
+            "SELECT id, event_id, exchange, routing_key, refusals, parked_at, last_error"
+            f" FROM {table} WHERE parked_at IS NOT NULL ORDER BY id LIMIT $1",
+            parked_limit,
+        )
+        parked = [
+            ParkedRow(
+                id=row["id"],
+                event_id=row["event_id"],
+                exchange=row["exchange"],
+                routing_key=row["routing_key"],
+                refusals=row["refusals"],
+                parked_at=row["parked_at"].isoformat(),
+                error=row["last_error"],
+            )
+            for row in rows
+        ]
+    return OutboxStatus(
+        service,
+        exists=True,
+        backlog=int(record["n"]),
+        oldest_age_seconds=float(record["age"]),
+        failing=int(record["failing"]),
+        last_error=record["last_error"],
+        parked=int(record["parked"]),
+        parked_rows=parked,
+    )
+
+
+async def retry_parked(
+    database_url: str, services: Sequence[str] = SERVICES, *, ids: Sequence[int] = ()
+) -> dict[str, int]:
+    """Give parked rows (all, or those with the given outbox ids) back to the relay; rows per service.
+
+    Their refusals start again from zero, so a row that is still refused is parked again after the
+    configured number of tries.
+    """
+    conn = await _connect_db(database_url)
+    try:
+        counts: dict[str, int] = {}
         for service in services:
-            table = f"{service}.outbox"
-            if await conn.fetchval("SELECT to_regclass($1)", table) is None:
-                found.append(OutboxStatus(service, exists=False))
+            table = f"{_ident(service)}.outbox"
+            if await conn.fetchval("SELECT to_regclass($1)", table) is None or not await _can_park(
+                conn, service
+            ):
                 continue
-            record = await conn.fetchrow(
-                "SELECT count(*) AS n,"
-                " coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age,"
-                " count(*) FILTER (WHERE attempts > 0) AS failing,"
-                f" (SELECT last_error FROM {_ident(service)}.outbox WHERE last_error IS NOT NULL"
-                "   ORDER BY id DESC LIMIT 1) AS last_error"
-                f" FROM {_ident(service)}.outbox"
+            status = await conn.execute(
+                f"UPDATE {table} SET parked_at = NULL, refusals = 0, attempts = 0, available_at = now()"
+                " WHERE parked_at IS NOT NULL AND (cardinality($1::bigint[]) = 0 OR id = ANY($1::bigint[]))",
+                list(ids),
             )
-            assert record is not None
-            found.append(
-                OutboxStatus(
-                    service,
-                    exists=True,
-                    backlog=int(record["n"]),
-                    oldest_age_seconds=float(record["age"]),
-                    failing=int(record["failing"]),
-                    last_error=record["last_error"],
-                )
-            )
-        return found
+            counts[service] = int(status.rsplit(maxsplit=1)[-1])
+            if counts[service]:
+                await conn.execute("SELECT pg_notify($1, '')", notify_channel(service))
+        return counts
     finally:
         await conn.close()
 

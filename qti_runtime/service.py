@@ -116,6 +116,7 @@ class ServiceRuntime:
             batch_size=self.settings.outbox_batch_size,
             poll_seconds=self.settings.outbox_poll_seconds,
             service=self.name,
+            park_after=self.settings.outbox_park_after,
         )
         await self.relay.start()
         await self.broker.start()

@@ -23,9 +23,11 @@ from qti_runtime import metrics
 from qti_runtime.broker import (
     QueueSpec,
     create_broker,
+    dead_letter_bounds,
     dead_letter_rabbit_queue,
     declare_service_topology,
     publish_outbox_row,
+    unrouted_bounds,
 )
 from qti_runtime.consumer import Consumer, Subscription
 from qti_runtime.db import Database
@@ -108,7 +110,13 @@ class ServiceRuntime:
             await migrate(conn, self.name, self.migrations)
         await self.broker.connect()
         specs = [s.spec for s in self.subscriptions] + self.extra_queues
-        await declare_service_topology(self.broker, self.name, specs)
+        await declare_service_topology(
+            self.broker,
+            self.name,
+            specs,
+            dead_letter_bounds=dead_letter_bounds(self.settings),
+            unrouted_bounds=unrouted_bounds(self.settings),
+        )
         self.relay = OutboxRelay(
             self.db.pool,
             self.name,
@@ -169,7 +177,9 @@ class ServiceRuntime:
                     metrics.OUTBOX_BACKLOG.labels(self.name).set(backlog)
                     metrics.OUTBOX_OLDEST_AGE.labels(self.name).set(age)
             with contextlib.suppress(Exception):
-                dlq = await self.broker.declare_queue(dead_letter_rabbit_queue(self.name))
+                dlq = await self.broker.declare_queue(
+                    dead_letter_rabbit_queue(self.name, dead_letter_bounds(self.settings))
+                )
                 depth = (await dlq.declare()).message_count  # a passive re-declare reports the depth
                 metrics.DEAD_LETTER_DEPTH.labels(self.name).set(depth or 0)
             await asyncio.sleep(5)

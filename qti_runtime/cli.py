@@ -325,20 +325,29 @@ def dead_letters_replay(
 ) -> None:
     """Publish dead letters again to qti.events with their original routing key (publisher confirms),
     without the x-qti-error headers, and remove them from the dead-letter queue."""
+    settings = Settings()
+    forgotten = _run(ops.forgotten_digests(settings.database_url, service))
     result = _run(
         ops.replay_dead_letters(
-            Settings().amqp_url,
+            settings.amqp_url,
             service,
             limit=limit,
             message_ids=message_id or (),
             to_original_queue=to_queue,
+            forgotten=frozenset(forgotten),
+            secret=settings.link_secret.get_secret_value(),
         )
     )
     for info in result.replayed:
         typer.echo(f"replayed {info.message_id} ({info.event_type}) -> {info.routing_key}")
+    for info in result.dropped:
+        typer.echo(f"deleted {info.message_id}: about a person forgotten on request (qti forget-person)")
     for info, reason in result.skipped:
         typer.echo(f"kept {info.message_id}: {reason}")
-    typer.echo(f"{result.queue}: {len(result.replayed)} replayed, {len(result.skipped)} kept")
+    typer.echo(
+        f"{result.queue}: {len(result.replayed)} replayed, {len(result.skipped)} kept"
+        + (f", {len(result.dropped)} deleted (forgotten persons)" if result.dropped else "")
+    )
     if result.skipped:
         raise typer.Exit(2)
 
@@ -419,12 +428,23 @@ def forget_person(
     email: Annotated[str, typer.Argument(help="E-mail address of the person.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Every service forgets the person's data (services.<svc>.privacy:forget_person)."""
+    """Every service forgets the person's data (services.<svc>.privacy:forget_person); their messages are
+    removed from every dead-letter queue and qti.unrouted, and a replay of dead letters skips them."""
     if not yes and not typer.confirm(f"Remove all personal data of {email}?", default=False):
         raise typer.Exit(1)
-    results = _run(ops.forget_person(Settings().database_url, email))
+    settings = Settings()
+    # The ids first: registration anonymises the address they are found by.
+    keys = _run(ops.person_keys(settings.database_url, email))
+    secret = settings.link_secret.get_secret_value()
+    parked = _run(ops.record_forgotten(settings.database_url, keys, secret))
+    results = _run(ops.forget_person(settings.database_url, email))
     for service, count in results.items():
         typer.echo(f"{service:<13} " + ("no privacy hook" if count is None else f"{count} record(s) removed"))
+    for service, count in parked.items():
+        if count:
+            typer.echo(f"{service}.outbox  {count} parked row(s) removed")
+    for queue, removed in _run(ops.forget_in_queues(settings.amqp_url, keys)).items():
+        typer.echo(f"{queue}  " + ("no such queue" if removed is None else f"{removed} message(s) removed"))
     if all(count is None for count in results.values()):
         raise _fail("no service has a privacy hook installed")
 

@@ -6,13 +6,15 @@ everything here is explicit about those choices.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aio_pika import DeliveryMode
+from aio_pika import DeliveryMode, RobustQueue
+from aio_pika.exceptions import ChannelPreconditionFailed
 from faststream.rabbit import (
     Channel,
     ExchangeType,
@@ -31,8 +33,11 @@ from qti_contracts.topology import (
     dead_letter_queue,
     queue_name,
 )
+from qti_runtime.logging import get_logger
 from qti_runtime.outbox import OutboxRow
 from qti_runtime.settings import Settings
+
+log = get_logger(__name__)
 
 UNROUTED = "qti.unrouted"
 PUBLISH_TIMEOUT_SECONDS = 10.0
@@ -49,11 +54,44 @@ REPORTING = RabbitExchange(
 # keys of its own queues: routing keys are exact queue names, so it routes like a direct exchange.
 DEAD_LETTERS = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 UNROUTED_EXCHANGE = RabbitExchange(UNROUTED, type=ExchangeType.FANOUT, durable=True)
-UNROUTED_QUEUE = RabbitQueue(
-    UNROUTED,
-    durable=True,
-    arguments={"x-max-length": 10_000, "x-overflow": "drop-head", "x-message-ttl": 7 * 24 * 3600 * 1000},
-)
+
+
+@dataclass(frozen=True)
+class QueueBounds:
+    """How long and how many messages a parking queue (dead letters, unrouted events) keeps.
+
+    When full, the oldest message is dropped (`drop-head`): these queues hold personal data, and a bound
+    that refused new messages would block the dead-lettering of the consumers instead.
+    """
+
+    ttl_days: float
+    max_messages: int
+
+    def arguments(self) -> Any:  # FastStream types queue arguments per queue type (TypedDicts)
+        return {
+            "x-max-length": self.max_messages,
+            "x-overflow": "drop-head",
+            "x-message-ttl": round(self.ttl_days * 24 * 3600 * 1000),
+        }
+
+
+DEAD_LETTER_BOUNDS = QueueBounds(ttl_days=14, max_messages=100_000)
+UNROUTED_BOUNDS = QueueBounds(ttl_days=7, max_messages=10_000)
+
+
+def dead_letter_bounds(settings: Settings) -> QueueBounds:
+    return QueueBounds(settings.dead_letter_ttl_days, settings.dead_letter_max_messages)
+
+
+def unrouted_bounds(settings: Settings) -> QueueBounds:
+    return QueueBounds(settings.unrouted_ttl_days, settings.unrouted_max_messages)
+
+
+def unrouted_rabbit_queue(bounds: QueueBounds = UNROUTED_BOUNDS) -> RabbitQueue:
+    return RabbitQueue(UNROUTED, durable=True, arguments=bounds.arguments())
+
+
+UNROUTED_QUEUE = unrouted_rabbit_queue()
 
 
 def create_broker(settings: Settings, service: str, *, prefetch: int | None = None) -> RabbitBroker:
@@ -108,11 +146,53 @@ class QueueSpec:
         )
 
 
-def dead_letter_rabbit_queue(service: str) -> RabbitQueue:
-    return RabbitQueue(dead_letter_queue(service), queue_type=QueueType.QUORUM, durable=True)
+def dead_letter_rabbit_queue(service: str, bounds: QueueBounds = DEAD_LETTER_BOUNDS) -> RabbitQueue:
+    return RabbitQueue(
+        dead_letter_queue(service), queue_type=QueueType.QUORUM, durable=True, arguments=bounds.arguments()
+    )
 
 
-async def declare_shared_topology(broker: RabbitBroker, *, existing: bool = False) -> None:
+async def _declare_bounded(broker: RabbitBroker, queue: RabbitQueue) -> RobustQueue:
+    """Declare a bounded queue; one declared earlier with other arguments is used as it is, with a warning.
+
+    RabbitMQ refuses to redeclare a queue with other arguments (PRECONDITION_FAILED) and closes the
+    channel, and a broker keeps its queues across runs (`make run`). So the arguments are tried on a
+    channel of their own first: the broker's channel, which publishes and consumes, never sees the refusal.
+    """
+    connection = broker._connection  # the broker's own connection: no second login
+    if connection is None:
+        raise RuntimeError("the broker is not connected")
+    channel = await connection.channel()
+    try:
+        await channel.declare_queue(queue.name, durable=True, arguments=dict(queue.arguments or {}))
+    except ChannelPreconditionFailed as exc:
+        log.warning(
+            "broker.queue_bounds_not_applied",
+            queue=queue.name,
+            wanted=dict(queue.arguments or {}),
+            error=str(exc),
+            hint=(
+                "the queue exists with other arguments and keeps them. Either apply the bounds as a policy,"
+                " e.g. rabbitmqctl set_policy qti-parking-bounds"
+                " '^(qti\\.unrouted|[a-z]+\\.dead-letter)$'"
+                ' \'{"max-length":100000,"message-ttl":1209600000,"overflow":"drop-head"}\''
+                " --apply-to queues, or empty the queue (qti dead-letters replay) and delete it"
+                " (rabbitmqctl delete_queue NAME); the service declares it anew when it starts"
+            ),
+        )
+        # Same name and arguments (the cache key of FastStream's declarer), so later lookups get this
+        # passive handle and never redeclare the queue with the arguments it refuses.
+        queue = copy.copy(queue)
+        queue.declare = False
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return await broker.declare_queue(queue)
+
+
+async def declare_shared_topology(
+    broker: RabbitBroker, *, existing: bool = False, unrouted_bounds: QueueBounds = UNROUTED_BOUNDS
+) -> None:
     """Exchanges every service relies on; identical arguments everywhere, so replicas can race.
 
     `existing` (production): the definitions (deploy/rabbitmq/definitions.json) created them, and a
@@ -126,7 +206,7 @@ async def declare_shared_topology(broker: RabbitBroker, *, existing: bool = Fals
             await declarer.declare_exchange(exchange, declare=False)
         return
     unrouted = await broker.declare_exchange(UNROUTED_EXCHANGE)
-    unrouted_queue = await broker.declare_queue(UNROUTED_QUEUE)
+    unrouted_queue = await _declare_bounded(broker, unrouted_rabbit_queue(unrouted_bounds))
     await unrouted_queue.bind(unrouted, routing_key="")
     events = await broker.declare_exchange(EVENTS)
     reporting = await broker.declare_exchange(REPORTING)
@@ -135,12 +215,18 @@ async def declare_shared_topology(broker: RabbitBroker, *, existing: bool = Fals
 
 
 async def declare_service_topology(
-    broker: RabbitBroker, service: str, queues: Sequence[QueueSpec], *, shared_exist: bool = False
+    broker: RabbitBroker,
+    service: str,
+    queues: Sequence[QueueSpec],
+    *,
+    shared_exist: bool = False,
+    dead_letter_bounds: QueueBounds = DEAD_LETTER_BOUNDS,
+    unrouted_bounds: QueueBounds = UNROUTED_BOUNDS,
 ) -> None:
     """The shared exchanges (see `declare_shared_topology`), then the service's own queues and bindings."""
-    await declare_shared_topology(broker, existing=shared_exist)
+    await declare_shared_topology(broker, existing=shared_exist, unrouted_bounds=unrouted_bounds)
     dead_letters = await broker.declare_exchange(DEAD_LETTERS)
-    dlq = await broker.declare_queue(dead_letter_rabbit_queue(service))
+    dlq = await _declare_bounded(broker, dead_letter_rabbit_queue(service, dead_letter_bounds))
     await dlq.bind(dead_letters, routing_key=dead_letter_queue(service))
     for spec in queues:
         exchange = await broker.declare_exchange(spec.exchange)

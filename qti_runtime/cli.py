@@ -3,7 +3,7 @@
     qti run                                  everything locally, in the foreground (`make run`)
     qti dead-letters show <service>          peek at <service>.dead-letter with the error headers
     qti dead-letters replay <service>        publish them again to qti.events, then remove them
-    qti outbox [<service>]                   backlog and age of the oldest unpublished event
+    qti outbox [<service>]                   backlog, oldest unpublished event, parked rows (--retry-parked)
     qti demo-data                            load the demo catalogue (python -m services.catalogue.demo)
     qti reporting rebuild                    rebuild reporting's projections from its event store
     qti forget-person <email>                every service forgets a person (reporting keeps aggregates)
@@ -325,20 +325,29 @@ def dead_letters_replay(
 ) -> None:
     """Publish dead letters again to qti.events with their original routing key (publisher confirms),
     without the x-qti-error headers, and remove them from the dead-letter queue."""
+    settings = Settings()
+    forgotten = _run(ops.forgotten_digests(settings.database_url, service))
     result = _run(
         ops.replay_dead_letters(
-            Settings().amqp_url,
+            settings.amqp_url,
             service,
             limit=limit,
             message_ids=message_id or (),
             to_original_queue=to_queue,
+            forgotten=frozenset(forgotten),
+            secret=settings.link_secret.get_secret_value(),
         )
     )
     for info in result.replayed:
         typer.echo(f"replayed {info.message_id} ({info.event_type}) -> {info.routing_key}")
+    for info in result.dropped:
+        typer.echo(f"deleted {info.message_id}: about a person forgotten on request (qti forget-person)")
     for info, reason in result.skipped:
         typer.echo(f"kept {info.message_id}: {reason}")
-    typer.echo(f"{result.queue}: {len(result.replayed)} replayed, {len(result.skipped)} kept")
+    typer.echo(
+        f"{result.queue}: {len(result.replayed)} replayed, {len(result.skipped)} kept"
+        + (f", {len(result.dropped)} deleted (forgotten persons)" if result.dropped else "")
+    )
     if result.skipped:
         raise typer.Exit(2)
 
@@ -347,12 +356,28 @@ def dead_letters_replay(
 def outbox(
     service: Annotated[str | None, typer.Argument(help="One service; all four if omitted.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    retry_parked: Annotated[
+        bool, typer.Option("--retry-parked", help="Give parked rows back to the relay (all, or --id).")
+    ] = False,
+    row_id: Annotated[
+        list[int] | None, typer.Option("--id", help="With --retry-parked: only this outbox row (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many parked rows per service.")] = 50,
 ) -> None:
-    """Outbox backlog per service: rows waiting, age of the oldest, rows that failed to publish."""
+    """Outbox backlog per service: rows waiting, age of the oldest, rows that failed to publish, and the
+    parked rows (refused by the broker or the AMQP encoder) with their errors."""
     services = [service] if service else list(SERVICES)
-    found = _run(ops.outbox_status(Settings().database_url, services))
+    settings = Settings()
+    if row_id and not retry_parked:
+        raise _fail("--id only goes with --retry-parked")
+    if retry_parked:
+        counts = _run(ops.retry_parked(settings.database_url, services, ids=row_id or ()))
+        for name, count in counts.items():
+            typer.echo(f"{name:<13} {count} parked row(s) given back to the relay")
+        return
+    found = _run(ops.outbox_status(settings.database_url, services, parked_limit=limit))
     if as_json:
-        typer.echo(json.dumps([s.__dict__ for s in found], indent=2))
+        typer.echo(json.dumps([s.as_dict() for s in found], indent=2))
         return
     for status in found:
         if not status.exists:
@@ -360,9 +385,21 @@ def outbox(
             continue
         line = (
             f"{status.service:<13} backlog={status.backlog}  oldest={status.oldest_age_seconds:.1f}s"
-            f"  failing={status.failing}"
+            f"  failing={status.failing}  parked={status.parked}"
         )
         typer.echo(line + (f"  last_error={status.last_error}" if status.last_error else ""))
+        for row in status.parked_rows:
+            typer.echo(
+                f"  parked id={row.id}  event={row.event_id}"
+                f"  {row.exchange or '(default)'} -> {row.routing_key}"
+                f"  refusals={row.refusals}  at={row.parked_at}"
+            )
+            typer.echo(f"    error: {row.error}")
+        if status.parked > len(status.parked_rows):
+            hidden = status.parked - len(status.parked_rows)
+            typer.echo(f"  ({hidden} more parked rows not shown; use --limit)")
+        if status.parked:
+            typer.echo(f"  send them again: qti outbox {status.service} --retry-parked [--id ID]")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -391,12 +428,23 @@ def forget_person(
     email: Annotated[str, typer.Argument(help="E-mail address of the person.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Every service forgets the person's data (services.<svc>.privacy:forget_person)."""
+    """Every service forgets the person's data (services.<svc>.privacy:forget_person); their messages are
+    removed from every dead-letter queue and qti.unrouted, and a replay of dead letters skips them."""
     if not yes and not typer.confirm(f"Remove all personal data of {email}?", default=False):
         raise typer.Exit(1)
-    results = _run(ops.forget_person(Settings().database_url, email))
+    settings = Settings()
+    # The ids first: registration anonymises the address they are found by.
+    keys = _run(ops.person_keys(settings.database_url, email))
+    secret = settings.link_secret.get_secret_value()
+    parked = _run(ops.record_forgotten(settings.database_url, keys, secret))
+    results = _run(ops.forget_person(settings.database_url, email))
     for service, count in results.items():
         typer.echo(f"{service:<13} " + ("no privacy hook" if count is None else f"{count} record(s) removed"))
+    for service, count in parked.items():
+        if count:
+            typer.echo(f"{service}.outbox  {count} parked row(s) removed")
+    for queue, removed in _run(ops.forget_in_queues(settings.amqp_url, keys)).items():
+        typer.echo(f"{queue}  " + ("no such queue" if removed is None else f"{removed} message(s) removed"))
     if all(count is None for count in results.values()):
         raise _fail("no service has a privacy hook installed")
 

@@ -32,3 +32,11 @@ DEAD_LETTER_DEPTH = Gauge(
     "qti_dead_letter_queue_messages", "Messages waiting in the service's dead-letter queue.", ["service"]
 )
 READY = Gauge("qti_ready", "1 while broker, database and consumers are all up.", ["service"])
+OUTBOX_PARKED = Gauge(
+    "qti_outbox_parked_rows",
+    "Outbox rows parked after the broker or the AMQP encoder refused them (`qti outbox` lists them).",
+    ["service"],
+)
+OUTBOX_PARKED_TOTAL = Counter(
+    "qti_outbox_parked_total", "Outbox rows this process parked (each with its error).", ["service"]
+)

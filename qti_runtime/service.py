@@ -23,9 +23,11 @@ from qti_runtime import metrics
 from qti_runtime.broker import (
     QueueSpec,
     create_broker,
+    dead_letter_bounds,
     dead_letter_rabbit_queue,
     declare_service_topology,
     publish_outbox_row,
+    unrouted_bounds,
 )
 from qti_runtime.consumer import Consumer, Subscription
 from qti_runtime.db import Database
@@ -110,8 +112,14 @@ class ServiceRuntime:
         await self.broker.connect()
         specs = [s.spec for s in self.subscriptions] + self.extra_queues
         # In production the definitions made the shared exchanges; the service's user may not configure them.
-        shared_exist = self.settings.env == "production"
-        await declare_service_topology(self.broker, self.name, specs, shared_exist=shared_exist)
+        await declare_service_topology(
+            self.broker,
+            self.name,
+            specs,
+            shared_exist=self.settings.env == "production",
+            dead_letter_bounds=dead_letter_bounds(self.settings),
+            unrouted_bounds=unrouted_bounds(self.settings),
+        )
         self.relay = OutboxRelay(
             self.db.pool,
             self.name,
@@ -119,6 +127,7 @@ class ServiceRuntime:
             batch_size=self.settings.outbox_batch_size,
             poll_seconds=self.settings.outbox_poll_seconds,
             service=self.name,
+            park_after=self.settings.outbox_park_after,
         )
         await self.relay.start()
         await self.broker.start()
@@ -171,7 +180,9 @@ class ServiceRuntime:
                     metrics.OUTBOX_BACKLOG.labels(self.name).set(backlog)
                     metrics.OUTBOX_OLDEST_AGE.labels(self.name).set(age)
             with contextlib.suppress(Exception):
-                dlq = await self.broker.declare_queue(dead_letter_rabbit_queue(self.name))
+                dlq = await self.broker.declare_queue(
+                    dead_letter_rabbit_queue(self.name, dead_letter_bounds(self.settings))
+                )
                 depth = (await dlq.declare()).message_count  # a passive re-declare reports the depth
                 metrics.DEAD_LETTER_DEPTH.labels(self.name).set(depth or 0)
             await asyncio.sleep(5)

@@ -60,6 +60,15 @@ class Settings(BaseSettings):
 
     outbox_batch_size: int = Field(default=200, ge=1, le=5_000)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    # Refusals by the broker (nack, return, no confirm in time) before an outbox row is parked; with the
+    # back-off (1 s, 2 s, 4 s, ... 256 s) ten tries take about 17 minutes. Outages never count.
+    outbox_park_after: int = Field(default=10, ge=1, le=1_000)
+    # Bounds of every `<service>.dead-letter` queue (the oldest message is dropped when full).
+    dead_letter_ttl_days: float = Field(default=14.0, gt=0, le=3_650)
+    dead_letter_max_messages: int = Field(default=100_000, ge=1)
+    # Bounds of `qti.unrouted` (events no queue was bound for).
+    unrouted_ttl_days: float = Field(default=7.0, gt=0, le=3_650)
+    unrouted_max_messages: int = Field(default=10_000, ge=1)
     db_pool_min: int = Field(default=2, ge=1)
     db_pool_max: int = Field(default=10, ge=1)
 

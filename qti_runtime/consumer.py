@@ -35,6 +35,7 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
 from opentelemetry.trace import Span
 from pamqp.commands import Basic
+from pamqp.encode import encode_table_value
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
@@ -341,7 +342,7 @@ class Consumer:
         properties = Basic.Properties(
             content_type=raw.content_type,
             content_encoding=raw.content_encoding,
-            headers=headers,
+            headers=_encodable(headers),
             delivery_mode=DeliveryMode.PERSISTENT,
             priority=raw.priority,
             correlation_id=raw.correlation_id,
@@ -414,6 +415,30 @@ def _count(value: object) -> int:
         return max(int(value), 0)
     except ValueError:  # not a number, or more digits than Python converts
         return 0
+
+
+def _encodable(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """`headers` with the values the client library decodes but cannot encode again as text.
+
+    E.g. a long string that is not UTF-8 arrives as bytes, a double beyond float32 as a float that
+    is sent back as float32; either would make every publish of the message fail, forever.
+    """
+    return {key: value if _is_encodable(value) else _describe_value(value) for key, value in headers.items()}
+
+
+def _is_encodable(value: object) -> bool:
+    try:
+        encode_table_value(value)  # type: ignore[arg-type]  # anything a sender put there
+    except Exception:
+        return False
+    return True
+
+
+def _describe_value(value: object) -> str:
+    try:
+        return repr(value)[:MAX_ERROR_HEADER]
+    except Exception:
+        return type(value).__name__
 
 
 def _trace_headers(headers: Mapping[str, Any]) -> dict[str, str]:

@@ -81,17 +81,30 @@ class MicroBatcher:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         if self._pending:
-            self._flush()  # what arrived while the batch ran is the next batch, without further wait
+            try:
+                self._flush()  # what arrived while the batch ran is the next batch, without further wait
+            except Exception as exc:  # e.g. the loop is closing: nobody may wait for a batch for ever
+                log.error("batch.flush_failed", error=repr(exc))
+                self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for _, done in pending:
+            if not done.done():
+                done.set_result(False)
 
     async def _run(self, batch: list[tuple[BatchItem, asyncio.Future[bool]]]) -> None:
+        committed = False
         try:
             await self._batching.handler([item for item, _ in batch])
             committed = True
         except Exception as exc:
             # Expected now and then (a deadlock with another replica, a message the batch rejects):
             # the one-message path sorts it out with its own retries and dead-lettering.
-            log.info("batch.failed", size=len(batch), error=repr(exc))
-            committed = False
-        for _, done in batch:
-            if not done.done():
-                done.set_result(committed)
+            log.info("batch.failed", size=len(batch), error=repr(exc)[:500])
+        finally:
+            # Whatever ends the batch (also a cancellation), every waiting message learns of it: a
+            # future left pending would leave its message unsettled until the channel closes.
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(committed)

@@ -233,6 +233,9 @@ async def declare_service_topology(
         queue = await broker.declare_queue(spec.rabbit_queue())
         for key in spec.routing_keys:
             await queue.bind(exchange, routing_key=key)
+        # Retries: the consumer publishes a copy with its attempt count here (not via the default
+        # exchange, which services may not write to).
+        await queue.bind(dead_letters, routing_key=spec.name)
 
 
 async def publish_outbox_row(broker: RabbitBroker, row: OutboxRow, *, app_id: str | None = None) -> None:

@@ -264,6 +264,8 @@ def definitions() -> dict[str, Any]:
     for spec in specs:
         queues.append(_queue(spec.rabbit_queue()))
         bindings.extend(_binding(spec.exchange.name, spec.name, "queue", key) for key in spec.routing_keys)
+        # Retries: the consumer sends a failed message back to its own queue through qti.dead-letter.
+        bindings.append(_binding(DEAD_LETTER_EXCHANGE, spec.name, "queue", spec.name))
     users = [_user(ADMIN, ["administrator"])]
     users += [_user(service, []) for service in SERVICES]
     users += [_user(FRONTEND, []), _user(KPI_CONSUMER, [])]

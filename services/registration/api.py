@@ -11,6 +11,7 @@ from qti_contracts import CancellationCause, RegistrationRequested
 from qti_runtime.http import Problem, staff_guard
 from qti_runtime.settings import Settings
 from services.registration.handlers import Conflict, NotFound, RegistrationService
+from services.registration.limits import SubmissionLimits
 
 
 class RegistrationSubmission(RegistrationRequested):
@@ -43,6 +44,7 @@ class AttendanceBody(BaseModel):
 def router(service: RegistrationService, settings: Settings) -> APIRouter:
     api = APIRouter(tags=["registration"])
     staff = [Depends(staff_guard(settings.staff_token))]
+    limits = SubmissionLimits.for_settings(service.db, settings)
 
     @api.post(
         "/registrations",
@@ -51,6 +53,7 @@ def router(service: RegistrationService, settings: Settings) -> APIRouter:
         summary="Submit a registration request (answered asynchronously)",
     )
     async def submit(body: RegistrationSubmission, request: Request, response: Response) -> Accepted:
+        await limits.check(request, str(body.participant.email))  # 429 beyond the abuse limits
         command = RegistrationRequested.model_validate(body.model_dump(exclude={"request_id"}))
         request_id, _new = await service.submit(
             command, body.request_id, request.headers.get("x-correlation-id")

@@ -117,7 +117,9 @@ async def test_per_email_limit_holds_across_client_addresses_and_replicas(settin
                 response = await b.post(
                     "/registrations", json=tagged, headers={"X-Forwarded-For": "203.0.113.99"}
                 )
-                assert_too_many(response, reg_settings.registration_rate_email_window_seconds, "E-Mail-Adresse")
+                assert_too_many(
+                    response, reg_settings.registration_rate_email_window_seconds, "E-Mail-Adresse"
+                )
                 # Another person from the same client address is still welcome.
                 response = await a.post(
                     "/registrations",

@@ -2,9 +2,9 @@
 
 A pure ASGI middleware, so it sees the body before any routing or parsing. A declared `Content-Length`
 over the limit is refused at once, before the app sees anything; a body without one (chunked) is counted
-as it arrives and refused as soon as it passes the limit. (The rest of a refused body is read and dropped,
-up to `DRAIN_BYTES`, only so that the client can read the answer.) A body within the limit is held (it is at most
-the limit) and handed to the app as one message: the app parses it whole anyway.
+as it arrives and refused as soon as it passes the limit. (The rest of a refused body is read and
+dropped, up to `DRAIN_BYTES`, only so that the client can read the answer.) A body within the limit is
+held (it is at most the limit) and handed to the app as one message: the app parses it whole anyway.
 """
 
 from __future__ import annotations

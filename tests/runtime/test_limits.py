@@ -26,6 +26,7 @@ from services.notification.settings import NotificationSettings
 from services.registration.app import RegistrationSettings
 from services.registration.app import create_app as registration_app
 from services.reporting.app import create_app as reporting_app
+from support import eventually
 
 DEFAULT_LIMIT = Settings().http_max_body_bytes
 STAFF_LIMIT = Settings().http_max_staff_body_bytes
@@ -141,8 +142,7 @@ async def test_limit_over_real_http_with_and_without_content_length(settings: Se
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None))
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: server.started)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             assert_too_large(await client.post("/kpis", content=b"x" * (10 * DEFAULT_LIMIT)), DEFAULT_LIMIT)
             chunked = await client.post("/kpis", content=chunks(10 * DEFAULT_LIMIT))

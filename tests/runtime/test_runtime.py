@@ -17,7 +17,7 @@ from qti_contracts.envelope import RawEvent, make_event
 from qti_runtime.broker import QueueSpec, create_broker, publish_event_bytes
 from qti_runtime.consumer import DeadLetter, Delivery, Subscription
 from qti_runtime.db import Database
-from qti_runtime.migrations import migrate
+from qti_runtime.migrations import RUNTIME_MIGRATIONS, migrate
 from qti_runtime.outbox import OutboxRow
 from qti_runtime.service import ServiceRuntime
 from qti_runtime.settings import Settings
@@ -223,9 +223,11 @@ async def test_migrations_are_safe_when_replicas_start_together(database_url: st
     conns = [await asyncpg.connect(database_url) for _ in range(5)]
     try:
         results = await asyncio.gather(*(migrate(c, "race", folder) for c in conns))
-        assert sorted(len(r) for r in results) == [0, 0, 0, 0, 2]
+        runtime_versions = sorted(f"runtime:{path.stem}" for path in RUNTIME_MIGRATIONS.glob("*.sql"))
+        assert "runtime:0001_outbox_inbox" in runtime_versions
+        assert sorted(len(r) for r in results) == [0, 0, 0, 0, 1 + len(runtime_versions)]
         versions = await conns[0].fetch("SELECT version FROM race.schema_migrations ORDER BY version")
-        assert [r["version"] for r in versions] == ["race:0001_t", "runtime:0001_outbox_inbox"]
+        assert [r["version"] for r in versions] == ["race:0001_t", *runtime_versions]
     finally:
         for c in conns:
             await c.close()

@@ -24,8 +24,10 @@ _TITLES = {
     405: "Methode nicht erlaubt",
     409: "Konflikt",
     412: "Vorbedingung fehlgeschlagen",
+    413: "Anfrage zu groß",
     422: "Eingaben ungültig",
     428: "Vorbedingung erforderlich",
+    429: "Zu viele Anfragen",
     503: "Dienst nicht bereit",
 }
 

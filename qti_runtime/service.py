@@ -20,6 +20,7 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from qti_runtime import metrics
+from qti_runtime.bodylimit import BodyLimit, LargeBodyRoute
 from qti_runtime.broker import (
     QueueSpec,
     create_broker,
@@ -197,7 +198,16 @@ class ServiceRuntime:
         metrics.READY.labels(self.name).set(1 if all(checks.values()) else 0)
         return checks
 
-    def create_app(self, routers: Sequence[APIRouter] = (), *, title: str, version: str = "1.0.0") -> FastAPI:
+    def create_app(
+        self,
+        routers: Sequence[APIRouter] = (),
+        *,
+        title: str,
+        version: str = "1.0.0",
+        large_body_routes: Sequence[LargeBodyRoute] = (),
+    ) -> FastAPI:
+        """The service's HTTP app; `large_body_routes` may take `http_max_staff_body_bytes`."""
+
         @contextlib.asynccontextmanager
         async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
             await self.start()
@@ -208,6 +218,12 @@ class ServiceRuntime:
 
         app = FastAPI(title=title, version=version, lifespan=lifespan)
         install_problem_handlers(app)
+        app.add_middleware(
+            BodyLimit,
+            max_bytes=self.settings.http_max_body_bytes,
+            large_routes=large_body_routes,
+            large_max_bytes=self.settings.http_max_staff_body_bytes,
+        )
         app.include_router(operations_router(self.readiness))
         for router in routers:
             app.include_router(router)

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     notification_port: int = 8003
     reporting_port: int = 8004
     http_host: str = "127.0.0.1"
+    # Request bodies: every endpoint answers 413 beyond the first; the staff routes a service names as
+    # needing more (an offering with 500 sessions, 1,000 attendance records) beyond the second.
+    http_max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="request-body limit of every HTTP endpoint (413 beyond)"
+    )
+    http_max_staff_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="request-body limit of the large staff routes"
+    )
 
     # Consumers: unacknowledged messages per channel, and redeliveries before a message is dead-lettered.
     prefetch: int = Field(default=100, ge=1, le=10_000)

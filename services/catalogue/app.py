@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
         title="qti-net Katalog",
         version="1.0.0",
+        # An offering may have 500 sessions: up to about 520 KB as JSON (tests/runtime/test_limits.py).
+        large_body_routes=[("POST", "/offerings"), ("PATCH", "/offerings/{offering_id}")],
     )
     install_german_validation(app)
     return app

@@ -63,6 +63,7 @@ from services.notification.mail import (
     build_outgoing,
     redact,
 )
+from services.notification.mailcap import UNSOLICITED_TEMPLATES, MailCap
 from services.notification.render import (
     MailContext,
     MailContextError,
@@ -142,6 +143,7 @@ class Sender:
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._last_purge = 0.0
+        self._cap = MailCap(settings)
         self._ics_cache: dict[tuple[str, int, str, int, str, str], bytes] = {}
         # Accepted by SMTP, `sent` mark not committed yet: recorded together by one flusher task.
         self._unmarked: list[tuple[DeliveryRow, asyncio.Future[None]]] = []
@@ -246,6 +248,12 @@ class Sender:
             log.error("delivery.crashed", notification_id=row.notification_id, error=repr(exc), exc_info=True)
 
     async def _deliver_one(self, row: DeliveryRow, replicas: Replicas) -> None:
+        if row.template in UNSOLICITED_TEMPLATES:
+            async with self.db.pool.acquire() as conn:
+                suppressed = await self._cap.suppression(conn, row)
+            if suppressed is not None:
+                await self._finish_quietly(row, "skipped", suppressed)
+                return
         try:
             prepared = self.prepare(row, replicas)
         except CatalogueDataMissing as exc:

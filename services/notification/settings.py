@@ -41,6 +41,11 @@ class NotificationSettings(Settings):
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     # ... and give up (notification.failed, permanent=false) after this many attempts.
     max_attempts: int = Field(default=12, ge=1)
+    # Rejection and waiting-list mails to an address without a confirmed registration, per address and
+    # day (UTC); beyond, they are skipped (mailcap.py). 0: none at all.
+    unsolicited_mails_per_day: int = Field(
+        default=3, ge=0, description="rejection/waiting-list mails per day to a never-confirmed address"
+    )
     # Unanswered registration requests (whose outcome never came) are forgotten after this many days.
     request_retention_days: float = Field(default=30.0, gt=0)
 

@@ -11,7 +11,7 @@ import secrets
 import unicodedata
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -19,6 +19,7 @@ from qti_contracts import RegistrationRequested, amqp_short
 from qti_runtime.http import Problem, staff_guard
 from qti_runtime.settings import Settings
 from services.registration.handlers import Caller, Conflict, NotFound, RegistrationService
+from services.registration.limits import SubmissionLimits
 
 MAX_CORRELATION_ID = 200
 NOT_FOUND = "Die Anmeldung ist nicht bekannt, oder der Link ist nicht gültig."
@@ -122,6 +123,7 @@ def caller_guard(settings: Settings) -> Any:
 def router(service: RegistrationService, settings: Settings) -> APIRouter:
     api = APIRouter(tags=["registration"])
     staff = [Depends(staff_guard(settings.staff_token))]
+    limits = SubmissionLimits.for_settings(service.db, settings)
     CallerDep = Annotated[Caller, Depends(caller_guard(settings))]
 
     async def view_or_404(registration_id: str, caller: Caller) -> dict[str, Any]:
@@ -154,9 +156,13 @@ def router(service: RegistrationService, settings: Settings) -> APIRouter:
         summary="Submit a registration request (answered asynchronously)",
     )
     async def submit(
-        body: RegistrationSubmission, response: Response, correlation_id: CorrelationHeader = None
+        body: RegistrationSubmission,
+        request: Request,
+        response: Response,
+        correlation_id: CorrelationHeader = None,
     ) -> Accepted:
         correlation = checked_correlation_id(correlation_id)
+        await limits.check(request, str(body.participant.email))  # 429 beyond the abuse limits
         command = RegistrationRequested.model_validate(body.model_dump(exclude={"request_id"}))
         request_id, _new = await service.submit(command, body.request_id, correlation)
         url = f"/registrations/requests/{request_id}"

@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from qti_contracts.topology import SERVICES
+from qti_contracts.topology import DEAD_LETTER_EXCHANGE, SERVICES
 from qti_runtime.broker import (
     DEAD_LETTERS,
     EVENTS,
@@ -295,8 +295,10 @@ def test_definitions_queues_equal_the_runtime_declarations() -> None:
         assert entry["arguments"]["x-delivery-limit"] == 5
         for key in spec.routing_keys:
             assert (spec.exchange.name, name, key) in bindings, (name, key)
+        # Its routing keys, and its own name on qti.dead-letter (the consumer's retry copies).
         assert {(s, d, k) for s, d, k in bindings if d == name} == {
-            (spec.exchange.name, name, k) for k in spec.routing_keys
+            *((spec.exchange.name, name, k) for k in spec.routing_keys),
+            (DEAD_LETTER_EXCHANGE, name, name),
         }, name
     assert not queues, f"queues in definitions.json that no service declares: {sorted(queues)}"
     assert ("qti.events", "qti.reporting", "reporting.#") in bindings

@@ -197,11 +197,14 @@ class Frontend:
         data = request_data(self.offering_ids[n % OFFERINGS], n)
         address = data["participant"]["email"]
         if n % HTTP_EVERY == HTTP_EVERY - 1:
-            request_id = f"e2e-{uuid.uuid4().hex}"
-            self.email_of_request[request_id] = address
+            # The client's own key makes retries after a fault safe; the server scopes it to this
+            # submission and answers with the request id it stored (the same one on every retry).
+            key = f"e2e-{uuid.uuid4().hex}"
             url = f"{self.system.urls['registration']}/registrations"
-            response = await self.http("POST", url, {202}, {**data, "request_id": request_id})
-            assert response.json()["request_id"] == request_id
+            response = await self.http("POST", url, {202}, {**data, "request_id": key})
+            request_id = response.json()["request_id"]
+            assert request_id != key and request_id.startswith("c-")
+            self.email_of_request[request_id] = address
             self.http_ids.append(request_id)
         else:
             request_id = await self.publish("registration.requested", data, reply=True)

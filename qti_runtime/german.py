@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from icalendar import Timezone, TimezoneDaylight, TimezoneStandard
 
 TZID: Final = "Europe/Berlin"
+BERLIN: Final = ZoneInfo(TZID)
+"""The time zone of every date shown to people (the nodes are in Thuringia)."""
 WEEKDAYS: Final = ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag")
 MONTHS: Final = (
     "Januar",

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID, uuid4
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from qti_contracts.events import KIND_LABELS, TOPIC_LABELS, OfferingKind, OfferingStatus, Topic
 from qti_runtime.db import Database
+from qti_runtime.german import BERLIN
 from qti_runtime.http import PROBLEM_JSON, Problem, problem_response, staff_guard
 from qti_runtime.service import ServiceRuntime
 from services.catalogue import handlers, store
@@ -32,7 +32,6 @@ from services.catalogue.domain import (
     total_teaching_units,
 )
 
-BERLIN = ZoneInfo("Europe/Berlin")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 PUBLIC_STATUSES = (OfferingStatus.PUBLISHED, OfferingStatus.COMPLETED, OfferingStatus.CANCELLED)

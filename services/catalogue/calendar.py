@@ -10,17 +10,14 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 
 from qti_contracts.events import KIND_LABELS, OfferingStatus
-from qti_runtime.german import berlin_vtimezone
+from qti_runtime.german import BERLIN, TZID, berlin_vtimezone
 from services.catalogue.domain import Node
 from services.catalogue.store import StoredOffering
 
-TZID: Final = "Europe/Berlin"
-BERLIN: Final = ZoneInfo(TZID)
 PRODID: Final = "-//QTI-Netzwerk Thüringen//qti-net catalogue//DE"
 
 

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid5
-from zoneinfo import ZoneInfo
 
 from qti_contracts.events import OfferingKind, OfferingStatus, Topic
+from qti_runtime.german import BERLIN
 from services.catalogue.domain import Node, Offering, OfferingSession
 
 DEMO_NAMESPACE = UUID("b7b841cf-016d-46b2-acff-811b685c7c27")
-BERLIN = ZoneInfo("Europe/Berlin")
 
 Kind = OfferingKind
 T = Topic

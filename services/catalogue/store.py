@@ -10,11 +10,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from qti_contracts.events import KIND_LABELS, TOPIC_LABELS, OfferingKind, OfferingStatus, Topic
+from qti_runtime.german import BERLIN
 from services.catalogue.domain import Node, Offering, OfferingSession, offering_payload, teaching_units
 
 _OFFERING_COLUMNS = (
@@ -22,9 +22,6 @@ _OFFERING_COLUMNS = (
     " o.registration_deadline, o.fee_eur, o.max_per_company, o.waitlist_limit, o.status, o.revision,"
     " o.etag, o.cancel_reason, o.created_at, o.updated_at, o.published_at"
 )
-
-
-BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def iso_local(moment: datetime | None) -> str | None:

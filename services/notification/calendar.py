@@ -15,7 +15,6 @@ from icalendar import Calendar, Event, vCalAddress, vText
 from qti_runtime.german import berlin_vtimezone
 from services.notification.render import SessionInfo, clean_line, clean_paragraph, to_berlin
 
-TZID: Final = "Europe/Berlin"
 UID_DOMAIN: Final = "qti-net"
 PRODID: Final = "-//QTI-Netzwerk Thüringen//qti-net notification//DE"
 

@@ -16,13 +16,11 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateRuntimeError, select_autoescape
 
-from qti_runtime.german import MONTHS, WEEKDAYS
+from qti_runtime.german import BERLIN, MONTHS, WEEKDAYS
 
-BERLIN: Final = ZoneInfo("Europe/Berlin")
 TEMPLATE_DIR: Final = Path(__file__).parent / "templates"
 
 CASES: Final = frozenset(

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cached_property
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -49,9 +48,8 @@ from qti_contracts.events import (
     RegistrationWaitlisted,
 )
 from qti_contracts.registry import parse_data
-from qti_runtime.german import MONTHS
+from qti_runtime.german import BERLIN, MONTHS
 
-BERLIN: Final = ZoneInfo("Europe/Berlin")
 SUPPRESSED: Final = "<5"
 UNKNOWN: Final = "unbekannt"
 UNKNOWN_LABEL: Final = "unbekannt"

@@ -493,6 +493,14 @@ class RegistrationRejected(Payload):
     offering_id: Identifier | None = None
     reason: RejectionReason
     detail: ReasonText = Field(description="Explanation in German, for people.")
+    recipient: Participant | None = Field(
+        default=None,
+        description=(
+            "Who asked (addition to v1), so that notification can tell them without mirroring requests. "
+            "Absent when the request carried no valid participant. Personal data: consumers other than "
+            "notification ignore it."
+        ),
+    )
 
 
 class RegistrationCancelled(Payload):

@@ -13,17 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from qti_contracts.envelope import RawEvent
+from qti_runtime.delivery import Delivery
 from qti_runtime.logging import get_logger
-
-if TYPE_CHECKING:  # the consumer imports this module
-    from qti_runtime.consumer import Delivery
 
 log = get_logger(__name__)
 
-BatchItem = tuple[RawEvent, "Delivery"]
+BatchItem = tuple[RawEvent, Delivery]
 BatchHandler = Callable[[Sequence[BatchItem]], Awaitable[None]]
 
 

@@ -19,7 +19,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,8 +45,27 @@ from qti_contracts.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue
 from qti_runtime import acks, metrics
 from qti_runtime.batching import Batching, MicroBatcher
 from qti_runtime.broker import DEAD_LETTERS, PUBLISH_TIMEOUT_SECONDS, QueueSpec
+from qti_runtime.delivery import Delivery, Handler
 from qti_runtime.logging import get_logger
 from qti_runtime.tracing import consume_span, mark_error
+
+# `Delivery` and `Handler` live in `qti_runtime.delivery` (the batcher needs them too) and are re-exported.
+__all__ = [
+    "ATTEMPT_HEADER",
+    "BROKER_DELIVERY_COUNT",
+    "INVALID_LABEL",
+    "MAX_ERROR_HEADER",
+    "UNKNOWN_TYPE_LABEL",
+    "Consumer",
+    "DeadLetter",
+    "Delivery",
+    "Handler",
+    "Subscription",
+    "UnknownTypes",
+    "decode_envelope",
+    "is_transient",
+    "parse_payload",
+]
 
 log = get_logger(__name__)
 
@@ -60,21 +79,6 @@ UNKNOWN_TYPE_LABEL = "unknown"
 INVALID_LABEL = "invalid"
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """What a handler may need to know about the message besides the envelope."""
-
-    queue: str
-    routing_key: str
-    message_id: str | None
-    correlation_id: str | None
-    reply_to: str | None
-    headers: Mapping[str, Any]
-    # Earlier failed attempts: the larger of `x-qti-attempt` and the broker's `x-delivery-count`.
-    delivery_count: int
-
-
-Handler = Callable[[RawEvent, Delivery], Awaitable[None]]
 UnknownTypes = Literal["dead-letter", "ignore"]
 
 

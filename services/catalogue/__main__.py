@@ -1,5 +1,5 @@
 """`python -m services.catalogue`: serve the catalogue on QTI_CATALOGUE_PORT."""
 
-from services.catalogue.app import main
+from services.catalogue.app import DEFINITION
 
-main()
+DEFINITION.main()

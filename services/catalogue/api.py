@@ -19,7 +19,7 @@ from qti_contracts.events import KIND_LABELS, TOPIC_LABELS, OfferingKind, Offeri
 from qti_runtime.db import Database
 from qti_runtime.german import BERLIN
 from qti_runtime.http import PROBLEM_JSON, Problem, problem_response, staff_guard
-from qti_runtime.service import ServiceRuntime
+from qti_runtime.settings import Settings
 from services.catalogue import handlers, store
 from services.catalogue.calendar import node_calendar
 from services.catalogue.domain import (
@@ -576,8 +576,8 @@ def public_router(db: Database) -> APIRouter:
     return router
 
 
-def staff_router(db: Database, runtime: ServiceRuntime) -> APIRouter:
-    guard = staff_guard(runtime.settings.staff_token)
+def staff_router(db: Database, settings: Settings) -> APIRouter:
+    guard = staff_guard(settings.staff_token)
     router = APIRouter(
         tags=["Mitarbeitende"], dependencies=[Depends(guard)], responses=_problems(401, 403, 422)
     )
@@ -685,9 +685,9 @@ def staff_router(db: Database, runtime: ServiceRuntime) -> APIRouter:
     return router
 
 
-def staff_read_router(db: Database, runtime: ServiceRuntime) -> APIRouter:
+def staff_read_router(db: Database, settings: Settings) -> APIRouter:
     """Staff views: every status, with the ETag needed for edits."""
-    guard = staff_guard(runtime.settings.staff_token)
+    guard = staff_guard(settings.staff_token)
     router = APIRouter(
         tags=["Mitarbeitende"], dependencies=[Depends(guard)], responses=_problems(401, 403, 422)
     )

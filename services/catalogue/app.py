@@ -1,76 +1,60 @@
-"""Composition root of the catalogue service."""
+"""The catalogue service, declared once (`DEFINITION`); `python -m services.catalogue` serves it."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from pydantic import Field
+from fastapi import APIRouter, FastAPI
 
-from qti_runtime.logging import get_logger
-from qti_runtime.service import ServiceRuntime, serve
+from qti_contracts import RoutingKey
+from qti_runtime.definition import ServiceDefinition
+from qti_runtime.service import ServiceRuntime
 from qti_runtime.settings import Settings
-from services.catalogue.api import (
-    install_german_validation,
-    public_router,
-    staff_read_router,
-    staff_router,
-)
+from services.catalogue import privacy
+from services.catalogue.api import install_german_validation, public_router, staff_read_router, staff_router
 from services.catalogue.consumers import SERVICE, subscriptions
 from services.catalogue.migrations_path import MIGRATIONS
-
-log = get_logger(__name__)
+from services.catalogue.service import CatalogueService
 
 
 class CatalogueSettings(Settings):
-    demo_data: bool = Field(default=False, description="QTI_DEMO_DATA=1: load the demo catalogue on start.")
+    """Catalogue reads the shared settings only (demo data is loaded by `devtools.demo`, not here)."""
 
 
-def build_runtime(settings: Settings) -> ServiceRuntime:
-    holder: list[ServiceRuntime] = []
-    runtime = ServiceRuntime(
-        SERVICE,
-        settings,
-        migrations=MIGRATIONS,
-        subscriptions=subscriptions(
-            lambda: holder[0].db, delivery_limit=settings.delivery_limit, prefetch=settings.prefetch
-        ),
-    )
-    holder.append(runtime)
-    if isinstance(settings, CatalogueSettings) and settings.demo_data:
+def routers(service: CatalogueService, settings: Settings) -> list[APIRouter]:
+    return [
+        public_router(service.db),
+        staff_router(service.db, settings),
+        staff_read_router(service.db, settings),
+    ]
 
-        async def load_demo() -> None:
-            from services.catalogue.demo import load_demo_data
 
-            counts = await load_demo_data(runtime.db)
-            log.info("demo_data.loaded", **counts)
+DEFINITION: ServiceDefinition[Settings, CatalogueService] = ServiceDefinition(
+    name=SERVICE,
+    title="qti-net Katalog",
+    settings=CatalogueSettings,
+    service=CatalogueService,
+    subscriptions=subscriptions,
+    publishes=(
+        RoutingKey.OFFERING_PUBLISHED,
+        RoutingKey.OFFERING_UPDATED,
+        RoutingKey.OFFERING_CANCELLED,
+        RoutingKey.NODE_PUBLISHED,
+    ),
+    routers=routers,
+    migrations=MIGRATIONS,
+    forget_person=privacy.forget_person,
+    # An offering may have 500 sessions: up to about 520 KB as JSON (tests/runtime/test_limits.py).
+    large_body_routes=[("POST", "/offerings"), ("PATCH", "/offerings/{offering_id}")],
+    finish_app=install_german_validation,
+)
 
-        runtime.add_job("demo-data", load_demo)
-    return runtime
+
+def build_runtime(settings: Settings | None = None) -> ServiceRuntime:
+    return DEFINITION.build(settings).runtime
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or CatalogueSettings()
-    runtime = build_runtime(settings)
-    app = runtime.create_app(
-        [
-            public_router(runtime.db),
-            staff_router(runtime.db, runtime),
-            staff_read_router(runtime.db, runtime),
-        ],
-        title="qti-net Katalog",
-        version="1.0.0",
-        # An offering may have 500 sessions: up to about 520 KB as JSON (tests/runtime/test_limits.py).
-        large_body_routes=[("POST", "/offerings"), ("PATCH", "/offerings/{offering_id}")],
-    )
-    install_german_validation(app)
-    return app
+    return DEFINITION.create_app(settings)
 
 
 def main() -> None:
-    settings = CatalogueSettings()
-    serve(
-        create_app(settings),
-        settings.http_host,
-        settings.catalogue_port,
-        grace_seconds=settings.shutdown_grace_seconds,
-        nice=settings.cpu_nice,
-    )
+    DEFINITION.main()

@@ -1,3 +1,5 @@
-from services.notification.app import main
+"""`python -m services.notification`: serve notification on QTI_NOTIFICATION_PORT."""
 
-main()
+from services.notification.app import DEFINITION
+
+DEFINITION.main()

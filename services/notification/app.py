@@ -1,13 +1,16 @@
-"""Composition root of the notification service."""
+"""The notification service, declared once (`DEFINITION`); `python -m services.notification` serves it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
+from qti_contracts import RoutingKey
 from qti_runtime.db import Database
-from qti_runtime.service import ServiceRuntime, serve
+from qti_runtime.definition import Job, ServiceDefinition
+from qti_runtime.service import ServiceRuntime
+from services.notification import privacy
 from services.notification.api import notifications_router
 from services.notification.consumers import SERVICE, subscriptions
 from services.notification.handlers import NotificationHandlers
@@ -17,15 +20,7 @@ from services.notification.settings import NotificationSettings
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def build_runtime(settings: NotificationSettings) -> ServiceRuntime:
-    handlers = NotificationHandlers(settings)
-    runtime = ServiceRuntime(
-        SERVICE,
-        settings,
-        migrations=MIGRATIONS,
-        subscriptions=subscriptions(handlers, settings.delivery_limit, settings.prefetch),
-    )
-    handlers.bind(runtime.db)
+def jobs(_handlers: NotificationHandlers, settings: NotificationSettings) -> list[Job]:
     # The sender has its own small pool: under load the consumers keep every connection of the main pool
     # busy, and a sender queueing behind them for each claim and `sent` mark would nearly stop.
     sender_db = Database(settings.database_url, SERVICE, min_size=2, max_size=4)
@@ -38,24 +33,34 @@ def build_runtime(settings: NotificationSettings) -> ServiceRuntime:
         finally:
             await sender_db.close()
 
-    runtime.add_job("notification-sender", run_sender)
-    return runtime
+    return [("notification-sender", run_sender)]
+
+
+def routers(handlers: NotificationHandlers, settings: NotificationSettings) -> list[APIRouter]:
+    return [notifications_router(handlers.db, settings)]
+
+
+DEFINITION: ServiceDefinition[NotificationSettings, NotificationHandlers] = ServiceDefinition(
+    name=SERVICE,
+    title="qti-net notification",
+    settings=NotificationSettings,
+    service=NotificationHandlers,
+    subscriptions=subscriptions,
+    publishes=(RoutingKey.NOTIFICATION_SENT, RoutingKey.NOTIFICATION_FAILED),
+    routers=routers,
+    jobs=jobs,
+    migrations=MIGRATIONS,
+    forget_person=privacy.forget_person,
+)
+
+
+def build_runtime(settings: NotificationSettings | None = None) -> ServiceRuntime:
+    return DEFINITION.build(settings).runtime
 
 
 def create_app(settings: NotificationSettings | None = None) -> FastAPI:
-    settings = settings or NotificationSettings()
-    runtime = build_runtime(settings)
-    return runtime.create_app(
-        [notifications_router(runtime.db, settings)], title="qti-net notification", version="1.0.0"
-    )
+    return DEFINITION.create_app(settings)
 
 
 def main() -> None:
-    settings = NotificationSettings()
-    serve(
-        create_app(settings),
-        settings.http_host,
-        settings.notification_port,
-        grace_seconds=settings.shutdown_grace_seconds,
-        nice=settings.cpu_nice,
-    )
+    DEFINITION.main()

@@ -8,6 +8,7 @@ from qti_contracts import RoutingKey
 from qti_runtime.batching import Batching
 from qti_runtime.broker import QueueSpec
 from qti_runtime.consumer import Subscription
+from qti_runtime.settings import Settings
 from services.notification.handlers import NotificationHandlers
 
 SERVICE: Final = "notification"
@@ -29,17 +30,17 @@ def events_queue(delivery_limit: int = 5) -> QueueSpec:
     return QueueSpec(SERVICE, "events", ROUTING_KEYS, delivery_limit=delivery_limit)
 
 
-def subscriptions(handlers: NotificationHandlers, delivery_limit: int, prefetch: int) -> list[Subscription]:
+def subscriptions(handlers: NotificationHandlers, settings: Settings) -> list[Subscription]:
     return [
         Subscription(
-            events_queue(delivery_limit),
+            events_queue(settings.delivery_limit),
             handlers.handlers(),
             title="notification.events:consume",
             description="Registration outcomes and catalogue changes → delivery-log rows (mails to send).",
             # Requests and outcomes, the bulk of the traffic, many to a transaction; the rest one by one.
             batching=Batching(
                 handlers.on_batch,
-                max_size=max(1, prefetch // 2),
+                max_size=max(1, settings.prefetch // 2),
                 types=frozenset(
                     {
                         RoutingKey.REGISTRATION_REQUESTED,

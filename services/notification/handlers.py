@@ -107,20 +107,10 @@ def _person(given_name: str, family_name: str, email: str, gender: str) -> Perso
 class NotificationHandlers:
     """One method per consumed event type (see `consumers.py`)."""
 
-    def __init__(self, settings: NotificationSettings, db: Database | None = None) -> None:
+    def __init__(self, db: Database, settings: NotificationSettings) -> None:
+        self.db = db
         self.settings = settings
-        self._db = db
         self._key = settings.pseudonym_key.get_secret_value()
-
-    def bind(self, db: Database) -> None:
-        """The runtime creates the database after the subscriptions; it is bound here."""
-        self._db = db
-
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            raise RuntimeError("handlers are not bound to a database")
-        return self._db
 
     # ----------------------------------------------------------------------------------- helpers
 

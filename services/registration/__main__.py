@@ -1,3 +1,5 @@
-from services.registration.app import main
+"""`python -m services.registration`: serve registration on QTI_REGISTRATION_PORT."""
 
-main()
+from services.registration.app import DEFINITION
+
+DEFINITION.main()

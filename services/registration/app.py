@@ -1,15 +1,18 @@
-"""Composition root of the registration service."""
+"""The registration service, declared once (`DEFINITION`); `python -m services.registration` serves it."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import Field
 
-from qti_runtime.service import ServiceRuntime, serve
-from services.registration import api
+from qti_contracts import RoutingKey
+from qti_runtime.db import Database
+from qti_runtime.definition import Job, ServiceDefinition
+from qti_runtime.service import ServiceRuntime
+from services.registration import api, privacy
 from services.registration.consumers import SERVICE, subscriptions
 from services.registration.handlers import RegistrationService
 from services.registration.limits import RateLimitSettings
@@ -22,50 +25,59 @@ class RegistrationSettings(RateLimitSettings):
     offering_wait_seconds: float = Field(default=30.0, ge=0)
 
 
-def build(settings: RegistrationSettings | None = None) -> tuple[ServiceRuntime, RegistrationService]:
-    settings = settings or RegistrationSettings()
-    runtime = ServiceRuntime(SERVICE, settings, migrations=MIGRATIONS)
-    service = RegistrationService(
-        runtime.db, offering_wait_seconds=settings.offering_wait_seconds, link_secret=settings.link_secret
+def registration_service(db: Database, settings: RegistrationSettings) -> RegistrationService:
+    # Becomes `RegistrationService` itself once it takes `(db, settings)` (the aggregate branch).
+    return RegistrationService(
+        db, offering_wait_seconds=settings.offering_wait_seconds, link_secret=settings.link_secret
     )
-    for subscription in subscriptions(service, settings.delivery_limit, settings.prefetch):
-        runtime.add_subscription(subscription)
 
+
+def jobs(service: RegistrationService, _settings: RegistrationSettings) -> list[Job]:
     async def expire_deferred() -> None:
         while True:
             if await service.expire_deferred() == 0:
                 await asyncio.sleep(1.0)
 
-    runtime.add_job("expire-deferred-requests", expire_deferred)
-
     async def backfill_token_hashes() -> None:
         await service.backfill_token_hashes()  # once, for registrations from before personal tokens
 
-    runtime.add_job("backfill-token-hashes", backfill_token_hashes)
-    return runtime, service
+    return [("expire-deferred-requests", expire_deferred), ("backfill-token-hashes", backfill_token_hashes)]
+
+
+def routers(service: RegistrationService, settings: RegistrationSettings) -> list[APIRouter]:
+    return [api.router(service, settings)]
+
+
+DEFINITION: ServiceDefinition[RegistrationSettings, RegistrationService] = ServiceDefinition(
+    name=SERVICE,
+    title="qti-net Anmeldung (registration)",
+    settings=RegistrationSettings,
+    service=registration_service,
+    subscriptions=subscriptions,
+    publishes=(
+        RoutingKey.REGISTRATION_CONFIRMED,
+        RoutingKey.REGISTRATION_WAITLISTED,
+        RoutingKey.REGISTRATION_REJECTED,
+        RoutingKey.REGISTRATION_CANCELLED,
+        RoutingKey.REGISTRATION_ATTENDANCE_RECORDED,
+        RoutingKey.REGISTRATION_COMPLETED,
+    ),
+    routers=routers,
+    jobs=jobs,
+    migrations=MIGRATIONS,
+    forget_person=privacy.forget_person,
+    # Attendance of up to 1,000 registrations in one request: about 60 KB, up to 140 KB with long ids.
+    large_body_routes=[("PUT", "/offerings/{offering_id}/sessions/{session_id}/attendance")],
+)
 
 
 def build_runtime(settings: RegistrationSettings | None = None) -> ServiceRuntime:
-    return build(settings)[0]
+    return DEFINITION.build(settings).runtime
 
 
 def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
-    settings = settings or RegistrationSettings()
-    runtime, service = build(settings)
-    return runtime.create_app(
-        [api.router(service, settings)],
-        title="qti-net Anmeldung (registration)",
-        # Attendance of up to 1,000 registrations in one request: about 60 KB, up to 140 KB with long ids.
-        large_body_routes=[("PUT", "/offerings/{offering_id}/sessions/{session_id}/attendance")],
-    )
+    return DEFINITION.create_app(settings)
 
 
 def main() -> None:
-    settings = RegistrationSettings()
-    serve(
-        create_app(settings),
-        settings.http_host,
-        settings.registration_port,
-        grace_seconds=settings.shutdown_grace_seconds,
-        nice=settings.cpu_nice,
-    )
+    DEFINITION.main()

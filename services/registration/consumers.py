@@ -6,12 +6,14 @@ from qti_contracts import RoutingKey
 from qti_runtime.batching import Batching
 from qti_runtime.broker import QueueSpec
 from qti_runtime.consumer import Subscription
+from qti_runtime.settings import Settings
 from services.registration.handlers import RegistrationService
 
 SERVICE = "registration"
 
 
-def subscriptions(service: RegistrationService, delivery_limit: int, prefetch: int) -> list[Subscription]:
+def subscriptions(service: RegistrationService, settings: Settings) -> list[Subscription]:
+    delivery_limit, prefetch = settings.delivery_limit, settings.prefetch
     return [
         Subscription(
             QueueSpec(

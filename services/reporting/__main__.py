@@ -1,3 +1,5 @@
-from services.reporting.app import main
+"""`python -m services.reporting`: serve reporting on QTI_REPORTING_PORT."""
 
-main()
+from services.reporting.app import DEFINITION
+
+DEFINITION.main()

@@ -1,60 +1,52 @@
-"""Composition root of the reporting service."""
+"""The reporting service, declared once (`DEFINITION`); `python -m services.reporting` serves it."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from fastapi import APIRouter, FastAPI
 
-from fastapi import FastAPI
-from pydantic import Field
-
-from qti_runtime.service import ServiceRuntime, serve
+from qti_contracts import RoutingKey
+from qti_runtime.definition import Job, ServiceDefinition
+from qti_runtime.service import ServiceRuntime
 from qti_runtime.settings import Settings
+from services.reporting import privacy, rebuild
 from services.reporting.api import build_router
 from services.reporting.consumers import SERVICE, subscriptions
 from services.reporting.handlers import ReportingHandlers, kpi_job
+from services.reporting.settings import MIGRATIONS, ReportingSettings, reporting_settings
 
-MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-class ReportingSettings(Settings):
-    # `pseudonym_key` (QTI_PSEUDONYM_KEY) is shared: `Settings`. Changing it breaks counting unique persons
-    # across the change (docs/operations.md, "Secrets").
-    kpi_debounce_seconds: float = Field(default=5.0, gt=0)
-    # Figures may lag a moment; registration's answers may not (see `Settings.cpu_nice`).
-    cpu_nice: int = Field(default=10, ge=0, le=19, description="figures yield the CPU to registration")
+__all__ = ["DEFINITION", "MIGRATIONS", "ReportingSettings", "build_runtime", "create_app", "main"]
 
 
-def reporting_settings(settings: Settings | None) -> ReportingSettings:
-    if settings is None:
-        return ReportingSettings()
-    if isinstance(settings, ReportingSettings):
-        return settings
-    return ReportingSettings(**{**ReportingSettings().model_dump(), **settings.model_dump()})
+def jobs(handlers: ReportingHandlers, settings: ReportingSettings) -> list[Job]:
+    return [("kpi-events", kpi_job(handlers.db, settings.kpi_debounce_seconds))]
+
+
+def routers(_handlers: ReportingHandlers, settings: ReportingSettings) -> list[APIRouter]:
+    return [build_router(settings)]
+
+
+DEFINITION: ServiceDefinition[ReportingSettings, ReportingHandlers] = ServiceDefinition(
+    name=SERVICE,
+    title="qti-net reporting",
+    settings=ReportingSettings,
+    service=ReportingHandlers,
+    subscriptions=subscriptions,
+    publishes=(RoutingKey.KPI_UPDATED,),
+    routers=routers,
+    jobs=jobs,
+    migrations=MIGRATIONS,
+    forget_person=privacy.forget_person,
+    maintenance={"rebuild": rebuild.rebuild},
+)
 
 
 def build_runtime(settings: Settings | None = None) -> ServiceRuntime:
-    config = reporting_settings(settings)
-    handlers = ReportingHandlers(config.pseudonym_key.get_secret_value().encode())
-    runtime = ServiceRuntime(
-        SERVICE, config, migrations=MIGRATIONS, subscriptions=subscriptions(handlers, config.prefetch)
-    )
-    handlers.bind(runtime.db)
-    runtime.add_job("kpi-events", kpi_job(runtime.db, config.kpi_debounce_seconds))
-    return runtime
+    return DEFINITION.build(reporting_settings(settings)).runtime
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    config = reporting_settings(settings)
-    runtime = build_runtime(config)
-    return runtime.create_app([build_router(config)], title="qti-net reporting")
+    return DEFINITION.create_app(reporting_settings(settings))
 
 
 def main() -> None:
-    config = ReportingSettings()
-    serve(
-        create_app(config),
-        config.http_host,
-        config.reporting_port,
-        grace_seconds=config.shutdown_grace_seconds,
-        nice=config.cpu_nice,
-    )
+    DEFINITION.main()

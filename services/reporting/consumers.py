@@ -6,6 +6,7 @@ from qti_contracts import EVENT_TYPES
 from qti_runtime.batching import Batching
 from qti_runtime.broker import QueueSpec
 from qti_runtime.consumer import Subscription
+from qti_runtime.settings import Settings
 from services.reporting.handlers import ReportingHandlers
 
 SERVICE = "reporting"
@@ -16,9 +17,9 @@ CONSUMED_TYPES = tuple(
 )
 
 
-def subscriptions(handlers: ReportingHandlers, prefetch: int) -> list[Subscription]:
+def subscriptions(handlers: ReportingHandlers, settings: Settings) -> list[Subscription]:
     # Half the prefetch per transaction: one batch fills while the other commits.
-    batch_size = max(1, prefetch // 2)
+    batch_size = max(1, settings.prefetch // 2)
     return [
         Subscription(
             EVENTS_QUEUE,

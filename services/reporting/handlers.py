@@ -12,6 +12,7 @@ from qti_contracts import RawEvent, RoutingKey, make_event
 from qti_runtime.consumer import Delivery
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
+from qti_runtime.settings import Settings
 from qti_runtime.unit_of_work import unit_of_work
 from services.reporting import store
 from services.reporting.domain import scrub
@@ -25,18 +26,10 @@ SOURCE = "/reporting"
 
 
 class ReportingHandlers:
-    def __init__(self, pseudonym_key: bytes, db: Database | None = None) -> None:
-        self._db = db
-        self.key = pseudonym_key
-
-    def bind(self, db: Database) -> None:
-        self._db = db
-
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            raise RuntimeError("handlers are not bound to a database")
-        return self._db
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.key = settings.pseudonym_key.get_secret_value().encode()
 
     def scrubbed(self, event: RawEvent) -> store.ScrubbedEvent:
         return store.ScrubbedEvent(

@@ -37,8 +37,8 @@ import asyncpg
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
 from qti_runtime.ops import OpsError
-from services.reporting.app import ReportingSettings
 from services.reporting.domain import person_ref
+from services.reporting.settings import ReportingSettings
 
 log = get_logger(__name__)
 

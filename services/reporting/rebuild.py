@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from qti_runtime.db import Database
 from qti_runtime.migrations import migrate
 from services.reporting import store
-from services.reporting.app import MIGRATIONS, ReportingSettings
 from services.reporting.consumers import SERVICE
+from services.reporting.settings import MIGRATIONS, ReportingSettings
 
 
 async def rebuild(db: Database, on_progress: Callable[[int, int], None] | None = None) -> int:

@@ -571,7 +571,7 @@ async def test_reporting_keeps_identical_aggregates(
     runtime, config = reporting_runtime
     db: Database = runtime.db
     _published, distinct = scripted_history()
-    handlers = ReportingHandlers(config.pseudonym_key.get_secret_value().encode(), db)
+    handlers = ReportingHandlers(db, config)
     for event in distinct:  # the consumer's own path: scrub, log, project
         await handlers.handle(RawEvent.model_validate(json.loads(event.model_dump_json())), DELIVERY)
     async with db.pool.acquire() as conn:

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ASYNCAPI_TOOLS := tools/asyncapi
 ASYNCAPI_STAMP := $(ASYNCAPI_TOOLS)/node_modules/.installed
-LINT_PATHS := qti_runtime contracts/qti_contracts services
+LINT_PATHS := qti_runtime qti_host contracts/qti_contracts services devtools scripts/long_functions.py
 
 .PHONY: help venv lint format test pytest browser asyncapi run bench clean
 
@@ -64,7 +64,7 @@ asyncapi: venv
 test: venv lint pytest asyncapi
 
 run: venv
-	$(BIN)/python -m qti_runtime.cli run
+	$(BIN)/python -m qti_host.cli run
 
 # End to end by default; e.g. `make bench BENCH_ARGS=--quick`, `BENCH_ARGS="--rate 150 --duration 30"`,
 # `BENCH_ARGS=registration` (one service's benchmark). Results: bench/results/.

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 
 from bench.common import Processes, percentile, sandbox
+from devtools.demo import load_catalogue
+from devtools.demo_data import demo_nodes, demo_offerings, generated_offerings, node_id_for
 from qti_runtime.db import Database
 from qti_runtime.migrations import migrate
-from services.catalogue.demo import load_catalogue
-from services.catalogue.demo_data import demo_nodes, demo_offerings, generated_offerings, node_id_for
 from services.catalogue.migrations_path import MIGRATIONS
 
 COMBINATIONS: list[tuple[str, dict[str, Any]]] = [

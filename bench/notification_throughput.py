@@ -99,7 +99,7 @@ def offering_data() -> dict[str, object]:
 
 def start_sink(folder: Path, smtp_port: int) -> subprocess.Popen[str]:
     """The sink in its own process (in one process it would compete with the service for the GIL)."""
-    command = [sys.executable, "-m", "services.notification.sink", "--smtp-port", str(smtp_port)]
+    command = [sys.executable, "-m", "devtools.mail_sink", "--smtp-port", str(smtp_port)]
     command += ["--http-port", str(free_port()), "--folder", str(folder)]
     sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert sink.stdout is not None

@@ -18,11 +18,13 @@ import httpx
 
 from bench.common import ROOT, Processes, Sandbox, free_port
 from bench.registration_load import offering
-from services.catalogue.demo_data import node_id_for
+from devtools.demo import run as load_demo
+from devtools.demo_data import node_id_for
+from qti_runtime.settings import Settings
 
 STAFF_TOKEN = "bench-staff-token"
 STAFF = {"Authorization": f"Bearer {STAFF_TOKEN}"}
-NODE = str(node_id_for("gotha"))  # a demo node: catalogue loads it on start (QTI_DEMO_DATA=1)
+NODE = str(node_id_for("gotha"))  # a demo node: loaded once catalogue is ready (devtools.demo)
 # Schemas that replicate offerings from catalogue's events; each must know an offering before the load.
 REPLICAS = ("registration", "notification", "reporting")
 
@@ -80,12 +82,9 @@ def service_processes(
         "QTI_SMTP_HOST": "127.0.0.1",
         "QTI_SMTP_PORT": str(smtp_port),
         "QTI_STAFF_TOKEN": STAFF_TOKEN,
-        "QTI_DEMO_DATA": "0",
     }
 
     def env_of(name: str) -> dict[str, str]:
-        if name == "catalogue":
-            return {**env, "QTI_DEMO_DATA": "1"}
         if name in ("notification", "reporting") and background_nice is not None:
             return {**env, "QTI_CPU_NICE": str(background_nice)}
         return env
@@ -106,13 +105,14 @@ def service_processes(
 async def running_system(
     box: Sandbox, replicas: dict[str, int], log: IO[bytes], *, background_nice: int | None = None
 ) -> AsyncIterator[System]:
-    """Consumers first, catalogue last: catalogue publishes the demo nodes once at start, and an event
+    """Consumers first, catalogue and its demo data last: the demo nodes are announced once, and an event
     published before notification's queue is bound never reaches it (every mail needs the node)."""
     recorder, smtp_port = await start_recorder()
     services = service_processes(box, smtp_port, replicas, log, background_nice)
     try:
         await asyncio.gather(*(p.start() for name, p in services.items() if name != "catalogue"))
         await services["catalogue"].start()
+        await load_demo(Settings(database_url=box.database_url))
         urls = {name: f"http://127.0.0.1:{p.port}" for name, p in services.items()}
         yield System(services, recorder, urls, box.amqp_url)
     finally:

@@ -1,29 +1,18 @@
-"""Operator actions behind the `qti` command: dead letters, outbox backlog, and service hooks.
+"""Operator mechanics behind the `qti` command: dead letters, outbox backlog, forgotten persons.
 
-Service hooks are found by name, so that the CLI works whatever subset of services is installed:
-
-- `services.<svc>.privacy:forget_person`, `async (db: Database, email: str) -> int` (rows removed or
-  anonymised), used by `qti forget-person`;
-- `services.reporting.rebuild:rebuild`, `async (db: Database) -> int` (events or rows replayed), used by
-  `qti reporting rebuild`;
-- `services.catalogue.demo`, a runnable module (`python -m services.catalogue.demo`), used by `qti run`
-  and `qti demo-data`.
-
-`db` is a connected `qti_runtime.db.Database` whose search_path is the service's own schema. A hook may
-also be a plain function; its result is awaited only when it is awaitable.
+Nothing here knows a particular service: the actions take service names (their schema and queues follow
+the conventions of `qti_contracts.topology`). What needs a service's own code, its privacy hook or a
+maintenance command, is run by `qti_host.ops` from the service's definition.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
-import importlib.util
-import inspect
 import json
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +24,6 @@ import asyncpg
 
 from qti_contracts.envelope import CONTENT_TYPE
 from qti_contracts.topology import EVENTS_EXCHANGE, SERVICES, dead_letter_queue
-from qti_runtime.db import Database
 from qti_runtime.migrations import migrate
 from qti_runtime.outbox import notify_channel
 
@@ -471,83 +459,6 @@ def _ident(name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Service hooks
-# --------------------------------------------------------------------------------------------------
-
-
-class HookMissing(OpsError):
-    """The service module or function a command needs is not there (yet)."""
-
-
-def module_available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def find_hook(module: str, attribute: str) -> Callable[..., Any]:
-    try:
-        imported = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        # Only a missing hook module is "missing"; a missing dependency inside it is a real error.
-        if exc.name is not None and module.startswith(exc.name):
-            raise HookMissing(f"{module} is not installed (no {module}:{attribute})") from exc
-        raise
-    hook = getattr(imported, attribute, None)
-    if not callable(hook):
-        raise HookMissing(f"{module} has no function {attribute!r}")
-    return hook  # type: ignore[no-any-return]
-
-
-async def call_hook(hook: Callable[..., Any], *args: Any) -> Any:
-    result = hook(*args)
-    if inspect.isawaitable(result):
-        return await result
-    return result
-
-
-async def with_service_db(
-    database_url: str, service: str, action: Callable[[Database], Awaitable[Any]]
-) -> Any:
-    db = Database(database_url, service, min_size=1, max_size=2)
-    try:
-        await db.connect()
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise OpsError(f"cannot connect to Postgres at {mask_url(database_url)}: {exc}") from exc
-    try:
-        return await action(db)
-    finally:
-        await db.close()
-
-
-async def forget_person(database_url: str, email: str) -> dict[str, int | None]:
-    """Run every service's privacy hook; None for services without one."""
-    results: dict[str, int | None] = {}
-    for service in SERVICES:
-        try:
-            hook = find_hook(f"services.{service}.privacy", "forget_person")
-        except HookMissing:
-            results[service] = None
-            continue
-
-        async def run(db: Database, hook: Callable[..., Any] = hook) -> Any:
-            return await call_hook(hook, db, email)
-
-        results[service] = int(await with_service_db(database_url, service, run) or 0)
-    return results
-
-
-async def rebuild_reporting(database_url: str) -> int:
-    hook = find_hook("services.reporting.rebuild", "rebuild")
-
-    async def run(db: Database) -> Any:
-        return await call_hook(hook, db)
-
-    return int(await with_service_db(database_url, "reporting", run) or 0)
-
-
-# --------------------------------------------------------------------------------------------------
 # Forgetting a person in the dead letters, the unrouted events and parked outbox rows
 # --------------------------------------------------------------------------------------------------
 
@@ -614,27 +525,6 @@ async def _existing_schemas(conn: asyncpg.Connection, services: Sequence[str]) -
     )
     present = {row["nspname"] for row in rows}
     return [s for s in services if s in present]
-
-
-async def person_keys(database_url: str, email: str, services: Sequence[str] = SERVICES) -> PersonKeys:
-    """The address and the registration ids registration knows for it (read before it forgets them)."""
-    target = normalise_person_key(email)
-    if not target:
-        raise OpsError("no e-mail address given")
-    conn = await _connect_db(database_url)
-    try:
-        ids: list[str] = []
-        if "registration" in services and await conn.fetchval(
-            "SELECT to_regclass('registration.registrations')"
-        ):
-            rows = await conn.fetch(
-                "SELECT registration_id FROM registration.registrations WHERE lower(btrim(email)) = $1",
-                target,
-            )
-            ids = [row["registration_id"] for row in rows]
-        return PersonKeys(target, tuple(sorted(ids)))
-    finally:
-        await conn.close()
 
 
 async def record_forgotten(

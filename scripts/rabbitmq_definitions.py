@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import importlib
-import inspect
 import json
 import re
 import sys
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from qti_contracts.topology import (
     SERVICES,
     RoutingKey,
 )
+from qti_host.services import definition_of
 from qti_runtime.broker import (
     DEAD_LETTERS,
     EVENTS,
@@ -40,7 +38,6 @@ from qti_runtime.broker import (
     QueueSpec,
     dead_letter_rabbit_queue,
 )
-from qti_runtime.settings import Settings
 
 VHOST = "qti"
 TARGET = Path(__file__).resolve().parent.parent / "deploy" / "rabbitmq" / "definitions.json"
@@ -86,30 +83,15 @@ QUEUES: tuple[QueueSpec, ...] = (
 )
 
 
-def _settings_for(function: Any) -> Settings:
-    """Default settings of the class a service's `build_runtime(settings)` expects."""
-    hints = typing.get_type_hints(function)
-    parameter = next(iter(inspect.signature(function).parameters))
-    hint = hints.get(parameter, Settings)
-    for candidate in typing.get_args(hint) or (hint,):
-        if isinstance(candidate, type) and issubclass(candidate, Settings):
-            return candidate()
-    return Settings()
-
-
 def service_queues() -> list[QueueSpec]:
-    """Every service's queues: from its runtime when `services.<svc>.app` exists, else from QUEUES."""
+    """Every service's queues: from its definition when the service is installed, else from QUEUES."""
     specs: list[QueueSpec] = []
     for service in SERVICES:
-        module_name = f"services.{service}.app"
-        try:
-            app_module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if not (exc.name and module_name.startswith(exc.name)):
-                raise
+        definition = definition_of(service)
+        if definition is None:
             specs += [spec for spec in QUEUES if spec.service == service]
             continue
-        runtime = app_module.build_runtime(_settings_for(app_module.build_runtime))
+        runtime = definition.build().runtime
         specs += [s.spec for s in runtime.subscriptions] + list(runtime.extra_queues)
     return specs
 

@@ -379,7 +379,7 @@ async def run_qti(database_url: str, amqp_url: str, *args: str) -> tuple[int, st
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "qti_runtime.cli",
+        "qti_host.cli",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

@@ -13,13 +13,13 @@ from uuid import uuid4
 import aio_pika
 import httpx
 
+from devtools.demo import load_catalogue
+from devtools.demo_data import demo_nodes, node_id_for
 from qti_contracts.envelope import make_event
 from qti_runtime.broker import publish_event_bytes
 from qti_runtime.service import ServiceRuntime
 from qti_runtime.settings import Settings
 from services.catalogue.app import create_app
-from services.catalogue.demo import load_catalogue
-from services.catalogue.demo_data import demo_nodes, node_id_for
 from support import Isolation
 
 STAFF = {"Authorization": "Bearer dev-staff-token"}

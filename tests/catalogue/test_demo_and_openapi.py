@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from catalogue.harness import drain, running_service, watch_queue
 
+from devtools import demo
+from devtools.demo_data import demo_nodes, demo_offerings
 from qti_runtime.settings import Settings
-from services.catalogue import demo
-from services.catalogue.demo_data import demo_nodes, demo_offerings
 from support import eventually
 
 FINGERPRINT = (
@@ -18,7 +18,7 @@ FINGERPRINT = (
 
 
 async def test_demo_loading_twice_changes_nothing(settings: Settings, amqp_url: str) -> None:
-    # The operators' command (python -m services.catalogue.demo) before the service ever ran.
+    # The operators' command (python -m devtools.demo) before the service ever ran.
     first = await demo.run(settings)
     published = [o for o in demo_offerings() if o.status.value == "published"]
     assert first == {

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from devtools import demo_data
 from qti_contracts.events import NodePublished, OfferingKind, OfferingState, OfferingStatus, Topic
-from services.catalogue import demo_data
 from services.catalogue.domain import (
     Offering,
     OfferingDraft,

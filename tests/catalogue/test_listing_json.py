@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 from catalogue.harness import STAFF, Service, isolated_service, offering_body
 
+from devtools.demo import load_demo_data
 from services.catalogue import store
-from services.catalogue.demo import load_demo_data
 from support import Isolation
 
 

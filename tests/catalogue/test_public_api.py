@@ -13,10 +13,10 @@ import pytest
 import pytest_asyncio
 from catalogue.harness import PROBLEM, Service, isolated_service
 
+from devtools.demo import load_demo_data
+from devtools.demo_data import demo_nodes, demo_offerings, node_id_for, offering_id_for
 from qti_contracts.events import OfferingStatus
 from services.catalogue import store
-from services.catalogue.demo import load_demo_data
-from services.catalogue.demo_data import demo_nodes, demo_offerings, node_id_for, offering_id_for
 from services.catalogue.domain import Offering
 from support import Isolation
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 from qti_contracts import EVENT_TYPES
-from qti_runtime import asyncapi
+from qti_host import asyncapi
 
 
 def test_committed_document_matches_the_code() -> None:
-    assert asyncapi.main(["--check"]) == 0, "run: python -m qti_runtime.asyncapi"
+    assert asyncapi.main(["--check"]) == 0, "run: python -m qti_host.asyncapi"
 
 
 def test_document_covers_every_event_type_and_service_queue() -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from qti_contracts import SERVICES
-from qti_runtime import openapi
+from qti_host import openapi
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_committed_openapi_matches_the_app(service: str) -> None:
     path = openapi.document_path(service)
-    assert path.exists(), f"{path} missing: run python -m qti_runtime.openapi"
+    assert path.exists(), f"{path} missing: run python -m qti_host.openapi"
     assert path.read_text("utf-8") == openapi.render(openapi.openapi_document(service)), (
-        f"{path} is out of date: run python -m qti_runtime.openapi"
+        f"{path} is out of date: run python -m qti_host.openapi"
     )
 
 

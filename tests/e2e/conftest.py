@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from e2e.system_kit import System, start_system
 
-from services.notification.sink import MailSink
+from devtools.mail_sink import MailSink
 from support import free_port
 
 

@@ -19,9 +19,11 @@ from typing import Any
 
 import aio_pika
 
+from devtools.demo import run as load_demo
+from devtools.demo_data import node_id_for
+from devtools.mail_sink import MailSink
 from qti_contracts import KpiUpdated
-from services.catalogue.demo_data import node_id_for
-from services.notification.sink import MailSink
+from qti_runtime.settings import Settings
 from support import ServiceProcess, free_port
 
 SERVICES = ("catalogue", "registration", "notification", "reporting")
@@ -63,21 +65,22 @@ async def start_system(
     env = {**base_env(database_url, amqp_url, mail_sink), **(extra_env or {})}
     ports = {name: free_port() for name in SERVICES}
     processes = [
-        ServiceProcess("catalogue", {**env, "QTI_DEMO_DATA": "1"}, ports["catalogue"]),
+        ServiceProcess("catalogue", env, ports["catalogue"]),
         *(ServiceProcess("registration", env, ports["registration"]) for _ in range(REGISTRATION_REPLICAS)),
         ServiceProcess("notification", env, ports["notification"]),
         ServiceProcess("reporting", env, ports["reporting"]),
     ]
     try:
-        # Catalogue last: its demo-data events (nodes, offerings) are published once at start, and an event
-        # published before notification's and reporting's queues are bound is never routed to them (the
-        # node would be missing for every mail). So the consumers' queues must exist first.
+        # Catalogue last, then the demo data (as `qti run` loads it): its events (nodes, offerings) are
+        # published once, and an event published before notification's and reporting's queues are bound is
+        # never routed to them (the node would be missing for every mail). So the consumers' queues first.
         consumers, catalogue = processes[1:], processes[0]
         for process in consumers:
             process.start()
         await asyncio.gather(*(p.wait_ready(timeout=60) for p in consumers))
         catalogue.start()
         await catalogue.wait_ready(timeout=60)
+        await load_demo(Settings(database_url=database_url))
         yield System(
             urls={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
             sink_url=mail_sink.http_url.rstrip("/"),

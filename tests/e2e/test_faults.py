@@ -59,11 +59,11 @@ import pytest
 from e2e.system_kit import SERVICES, Observer, System, mail_kind, offering_body, queue_depth
 from registration_kit import OUTCOME_KEYS, STAFF, request_data
 
+from devtools.demo_data import node_id_for
+from devtools.mail_sink import MailSink
 from qti_contracts import make_event
 from qti_runtime import links
 from qti_runtime.settings import Settings
-from services.catalogue.demo_data import node_id_for
-from services.notification.sink import MailSink
 from support import Backends, broker_away, eventually
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ import pytest
 from e2e.system_kit import SERVICES, Observer, System, offering_body, queue_depth
 from registration_kit import OUTCOME_KEYS, STAFF, request_data
 
+from devtools.demo_data import node_id_for
 from qti_contracts import make_event
-from services.catalogue.demo_data import node_id_for
 from support import eventually
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,8 @@ async def test_whole_system_answers_once_mails_once_and_reports_what_happened(  
         await kpi_queue.bind("qti.reporting", routing_key="reporting.#")
         await kpi_queue.consume(observer.on_kpi)
 
-        # Staff: the demo nodes are loaded by catalogue's start job; create and publish a small offering.
+        # Staff: the demo nodes are loaded once catalogue is ready (devtools.demo); create and publish
+        # a small offering.
         gotha = str(node_id_for("gotha"))
 
         async def nodes_loaded() -> bool:

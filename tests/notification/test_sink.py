@@ -16,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
 
+from devtools.mail_sink import MailSink, list_mails, store_message
 from services.notification.calendar import build_ics
 from services.notification.mail import (
     MailAddress,
@@ -33,7 +34,6 @@ from services.notification.render import (
     SessionInfo,
     render_mail,
 )
-from services.notification.sink import MailSink, list_mails, store_message
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ import structlog
 
 from qti_contracts.envelope import CONTENT_TYPE
 from qti_contracts.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE
+from qti_host import ops as host_ops
 from qti_runtime import ops
 from qti_runtime.broker import (
     QueueBounds,
@@ -168,7 +169,7 @@ async def test_forget_person_removes_their_dead_letters_and_keeps_the_others(
     finally:
         await conn.close()
 
-    keys = await ops.person_keys(settings.database_url, f"  {EMAIL} ")
+    keys = await host_ops.person_keys(settings.database_url, f"  {EMAIL} ")
     assert keys.registration_ids == (REGISTRATION_ID,)
     # The real services' queues and a probe service's one (the default list names the four services).
     queues = [*ops.parking_queues(), DLQ]

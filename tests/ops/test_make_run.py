@@ -1,4 +1,4 @@
-"""`make run` end to end: `python -m qti_runtime.cli run` (what `make run` calls after installing) reaches
+"""`make run` end to end: `python -m qti_host.cli run` (what `make run` calls after installing) reaches
 ready on all four services, takes one registration over HTTP up to the confirmation mail, and stops every
 process on Ctrl-C (SIGINT to its process group)."""
 
@@ -51,7 +51,7 @@ def qti_run(
         env.pop(f"{name.upper()}_REPLICAS", None)
     log = (tmp_path / "run.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "qti_runtime.cli", "run"],
+        [sys.executable, "-m", "qti_host.cli", "run"],
         cwd=tmp_path,
         env=env,
         stdout=log,

@@ -30,6 +30,8 @@ from e2e.system_kit import System, offering_body, start_system
 from registration_kit import STAFF, Harness, offering_data, registration_settings, request_data
 from reporting.history import scripted_history
 
+from devtools.demo_data import node_id_for
+from devtools.mail_sink import MailSink, list_mails
 from qti_contracts import RawEvent
 from qti_contracts.topology import SERVICES
 from qti_runtime.consumer import Delivery
@@ -37,10 +39,8 @@ from qti_runtime.db import Database
 from qti_runtime.migrations import migrate
 from qti_runtime.service import ServiceRuntime
 from qti_runtime.settings import Settings
-from services.catalogue.demo_data import node_id_for
 from services.notification.domain import pseudonym as recipient_pseudonym
 from services.notification.settings import NotificationSettings
-from services.notification.sink import MailSink, list_mails
 from services.registration import privacy as registration_privacy
 from services.registration.app import MIGRATIONS as REGISTRATION_MIGRATIONS
 from services.registration.app import create_app as create_registration_app

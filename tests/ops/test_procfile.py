@@ -7,7 +7,7 @@ import io
 import sys
 import time
 
-from qti_runtime.procfile import ProcessSpec, Supervisor, procfile_text
+from qti_host.procfile import ProcessSpec, Supervisor, procfile_text
 
 POLITE = (
     "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0));"

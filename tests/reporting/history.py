@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from devtools.demo_data import demo_nodes
 from qti_contracts import CloudEvent, make_event
-from services.catalogue.demo_data import demo_nodes
 from services.catalogue.domain import node_payload
 
 NODES = {node.town: node for node in demo_nodes()}

@@ -1,13 +1,12 @@
 """The services' OpenAPI documents, kept in the repository under docs/openapi/<service>.json.
 
-`python -m qti_runtime.openapi` rewrites them; `--check` (and a test) fails when one drifts from its app.
-Building an app opens no connection.
+`python -m qti_host.openapi` rewrites them; `--check` (and a test) fails when one drifts from its app.
+Each app is built from the service's definition; building opens no connection.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qti_contracts import SERVICES
+from qti_host.services import definition_of
 
 FOLDER = Path(__file__).resolve().parent.parent / "docs" / "openapi"
 
@@ -24,8 +24,10 @@ def document_path(service: str) -> Path:
 
 
 def openapi_document(service: str) -> dict[str, Any]:
-    app = importlib.import_module(f"services.{service}.app").create_app()
-    document: dict[str, Any] = app.openapi()
+    definition = definition_of(service)
+    if definition is None:
+        raise LookupError(f"services.{service} is not installed")
+    document: dict[str, Any] = definition.create_app().openapi()
     return document
 
 
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path.write_text(text, "utf-8")
         print(f"wrote {path}")
     if stale:
-        print(f"out of date (run python -m qti_runtime.openapi): {', '.join(stale)}", file=sys.stderr)
+        print(f"out of date (run python -m qti_host.openapi): {', '.join(stale)}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,7 +1,7 @@
 """The built-in mail sink of ``make run``: an SMTP server that stores every message as ``.eml``
 plus a small read-only web page ("Posteingang (Testpostfach)") to look at them.
 
-    python -m services.notification.sink --smtp-port 1025 --http-port 8025 --folder var/mail
+    python -m devtools.mail_sink --smtp-port 1025 --http-port 8025 --folder var/mail
 
 Nothing is ever relayed. The HTTP side is a stdlib ``ThreadingHTTPServer`` in a background thread;
 the SMTP side is an aiosmtpd ``Controller`` (its own thread and event loop).

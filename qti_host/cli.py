@@ -4,12 +4,14 @@
     qti dead-letters show <service>          peek at <service>.dead-letter with the error headers
     qti dead-letters replay <service>        publish them again to qti.events, then remove them
     qti outbox [<service>]                   backlog, oldest unpublished event, parked rows (--retry-parked)
-    qti demo-data                            load the demo catalogue (python -m services.catalogue.demo)
+    qti demo-data                            load the demo catalogue (python -m devtools.demo)
     qti reporting rebuild                    rebuild reporting's projections from its event store
     qti forget-person <email>                every service forgets a person (reporting keeps aggregates)
     qti procfile                             print the processes of `qti run` as a Procfile
 
-Configuration comes from the `QTI_*` environment variables (qti_runtime.settings.Settings).
+Configuration comes from the `QTI_*` environment variables (qti_runtime.settings.Settings). What it
+knows of the services it reads from their definitions (`qti_host.services`); the mail sink and the demo
+data are development tools (`devtools`), not part of any service.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import httpx
 import typer
 
 from qti_contracts.topology import SERVICES
+from qti_host import ops as host_ops
+from qti_host.procfile import ProcessSpec, Supervisor, procfile_text
+from qti_host.services import definitions, module_available, runnable_module
 from qti_runtime import ops
-from qti_runtime.procfile import ProcessSpec, Supervisor, procfile_text
 from qti_runtime.settings import Settings
 
 T = TypeVar("T")
@@ -48,8 +52,8 @@ app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(reporting_app, name="reporting")
 
 MAIL_SINK_HTTP_PORT = 8025
-DEMO_MODULE = "services.catalogue.demo"
-SINK_MODULE = "services.notification.sink"
+DEMO_MODULE = "devtools.demo"
+SINK_MODULE = "devtools.mail_sink"
 READY_TIMEOUT_SECONDS = 180.0
 
 ServiceArg = Annotated[str, typer.Argument(help="Service name, e.g. registration.", metavar="SERVICE")]
@@ -101,7 +105,7 @@ def _process_specs(settings: Settings, *, mail_sink: bool) -> tuple[list[Process
     specs: list[ProcessSpec] = []
     missing: list[str] = []
     if mail_sink:
-        if ops.module_available(SINK_MODULE):
+        if module_available(SINK_MODULE):
             smtp_port = os.environ.get("QTI_SMTP_PORT", "1025")
             http_port = os.environ.get("QTI_MAIL_SINK_HTTP_PORT", str(MAIL_SINK_HTTP_PORT))
             folder = os.environ.get("QTI_MAIL_SINK_FOLDER", "var/mail")
@@ -109,16 +113,16 @@ def _process_specs(settings: Settings, *, mail_sink: bool) -> tuple[list[Process
             specs.append(ProcessSpec("mail-sink", [*argv, "--folder", folder]))
         else:
             missing.append("mail-sink")
+    installed = {definition.name for definition in definitions()}
     for service in SERVICES:
-        if not ops.module_available(f"services.{service}.__main__"):
+        if service not in installed:
             missing.append(service)
             continue
         count = _replicas(service)
         for index in range(1, count + 1):
             name = service if count == 1 else f"{service}.{index}"
-            specs.append(
-                ProcessSpec(name, [python, "-m", f"services.{service}"], env={"QTI_REPLICA": str(index)})
-            )
+            argv = [python, "-m", runnable_module(service)]
+            specs.append(ProcessSpec(name, argv, env={"QTI_REPLICA": str(index)}))
     return specs, missing
 
 
@@ -209,7 +213,7 @@ async def _startup(
     if demo and "catalogue" in services:
         if "catalogue" in not_ready:
             supervisor.say("catalogue did not become ready: demo data not loaded")
-        elif not ops.module_available(DEMO_MODULE):
+        elif not module_available(DEMO_MODULE):
             supervisor.say(f"{DEMO_MODULE} is not installed: no demo data loaded")
         else:
             await supervisor.start(
@@ -410,7 +414,7 @@ def outbox(
 @app.command("demo-data")
 def demo_data() -> None:
     """Load the demo data (the five QTI nodes and their offerings) through the catalogue."""
-    if not ops.module_available(DEMO_MODULE):
+    if not module_available(DEMO_MODULE):
         raise _fail(f"{DEMO_MODULE} is not installed")
     code = subprocess.run([sys.executable, "-m", DEMO_MODULE], check=False).returncode
     raise typer.Exit(code)
@@ -418,8 +422,8 @@ def demo_data() -> None:
 
 @reporting_app.command("rebuild")
 def reporting_rebuild() -> None:
-    """Rebuild reporting's projections (services.reporting.rebuild:rebuild)."""
-    count = _run(ops.rebuild_reporting(Settings().database_url))
+    """Rebuild reporting's projections (reporting's maintenance command `rebuild`)."""
+    count = _run(host_ops.run_maintenance(Settings().database_url, "reporting", "rebuild"))
     typer.echo(f"reporting rebuilt ({count} processed)")
 
 
@@ -428,16 +432,16 @@ def forget_person(
     email: Annotated[str, typer.Argument(help="E-mail address of the person.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Every service forgets the person's data (services.<svc>.privacy:forget_person); their messages are
+    """Every service forgets the person's data (its definition's privacy hook); their messages are
     removed from every dead-letter queue and qti.unrouted, and a replay of dead letters skips them."""
     if not yes and not typer.confirm(f"Remove all personal data of {email}?", default=False):
         raise typer.Exit(1)
     settings = Settings()
     # The ids first: registration anonymises the address they are found by.
-    keys = _run(ops.person_keys(settings.database_url, email))
+    keys = _run(host_ops.person_keys(settings.database_url, email))
     secret = settings.link_secret.get_secret_value()
     parked = _run(ops.record_forgotten(settings.database_url, keys, secret))
-    results = _run(ops.forget_person(settings.database_url, email))
+    results = _run(host_ops.forget_person(settings.database_url, email))
     for service, count in results.items():
         typer.echo(f"{service:<13} " + ("no privacy hook" if count is None else f"{count} record(s) removed"))
     for service, count in parked.items():

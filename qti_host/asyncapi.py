@@ -1,9 +1,10 @@
-"""The AsyncAPI document of the whole system, generated from the services' own subscriptions.
+"""The AsyncAPI document of the whole system, generated from the services' definitions.
 
-Each service's composition root is built (nothing connects), and its queues, bindings and handled event
-types are copied onto one documentation broker together with every event type that each service
-publishes; FastStream renders that broker as AsyncAPI 3.0. `python -m qti_runtime.asyncapi` writes
-`docs/asyncapi.json`; `--check` fails when the committed document differs from the code.
+Each installed service is built from its definition (nothing connects), and its queues, bindings and
+handled event types are copied onto one documentation broker together with the event types its
+definition says it publishes (and those the frontends publish); FastStream renders that broker as
+AsyncAPI 3.0. `python -m qti_host.asyncapi` writes `docs/asyncapi.json`; `--check` fails when the
+committed document differs from the code.
 """
 
 from __future__ import annotations
@@ -21,33 +22,19 @@ from faststream.specification import AsyncAPI
 from pydantic import SkipValidation
 
 from qti_contracts import CloudEvent, RoutingKey, model_for
+from qti_host.services import AnyDefinition, definitions
 from qti_runtime.broker import EVENTS, REPORTING
 from qti_runtime.consumer import Subscription
-from qti_runtime.service import ServiceRuntime
-from qti_runtime.settings import Settings
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
 
-# Who publishes what (the services emit these through their outboxes).
-PUBLISHED: dict[str, Sequence[str]] = {
-    "frontends": (RoutingKey.REGISTRATION_REQUESTED, RoutingKey.REGISTRATION_CANCELLATION_REQUESTED),
-    "registration": (
-        RoutingKey.REGISTRATION_CONFIRMED,
-        RoutingKey.REGISTRATION_WAITLISTED,
-        RoutingKey.REGISTRATION_REJECTED,
-        RoutingKey.REGISTRATION_CANCELLED,
-        RoutingKey.REGISTRATION_ATTENDANCE_RECORDED,
-        RoutingKey.REGISTRATION_COMPLETED,
-    ),
-    "catalogue": (
-        RoutingKey.OFFERING_PUBLISHED,
-        RoutingKey.OFFERING_UPDATED,
-        RoutingKey.OFFERING_CANCELLED,
-        RoutingKey.NODE_PUBLISHED,
-    ),
-    "notification": (RoutingKey.NOTIFICATION_SENT, RoutingKey.NOTIFICATION_FAILED),
-    "reporting": (RoutingKey.KPI_UPDATED,),
-}
+# Commands from outside the services (the portal and other frontends); the services' own events come from
+# their definitions (`ServiceDefinition.publishes`).
+FRONTENDS = "frontends"
+FRONTEND_COMMANDS: Sequence[str] = (
+    RoutingKey.REGISTRATION_REQUESTED,
+    RoutingKey.REGISTRATION_CANCELLATION_REQUESTED,
+)
 
 _envelopes: dict[str, type[CloudEvent[Any]]] = {}
 
@@ -62,22 +49,6 @@ def envelope_class(type_: str) -> type[CloudEvent[Any]]:
             name = "OfferingPublished"
         _envelopes[type_] = type(f"{name}Event", (base,), {"__doc__": f"CloudEvents envelope of `{type_}`."})
     return _envelopes[type_]
-
-
-def _service_runtimes() -> list[ServiceRuntime]:
-    from services.catalogue.app import build_runtime as catalogue
-    from services.notification.app import build_runtime as notification
-    from services.notification.settings import NotificationSettings
-    from services.registration.app import build_runtime as registration
-    from services.reporting.app import build_runtime as reporting
-
-    settings = Settings()
-    return [
-        catalogue(settings),
-        registration(),
-        notification(NotificationSettings()),
-        reporting(settings),
-    ]
 
 
 def _documenting_handler(types: Sequence[str]) -> Callable[..., Any]:
@@ -107,8 +78,13 @@ def _add_subscription(broker: RabbitBroker, service: str, subscription: Subscrip
     )(_documenting_handler(types))
 
 
-def _add_publishers(broker: RabbitBroker) -> None:
-    for publisher, types in PUBLISHED.items():
+def publishers(installed: Sequence[AnyDefinition]) -> dict[str, Sequence[str]]:
+    """Who publishes which event types: the frontends, then every installed service."""
+    return {FRONTENDS: FRONTEND_COMMANDS, **{d.name: d.publishes for d in installed}}
+
+
+def _add_publishers(broker: RabbitBroker, installed: Sequence[AnyDefinition]) -> None:
+    for publisher, types in publishers(installed).items():
         for type_ in types:
             broker.publisher(
                 exchange=EVENTS,
@@ -132,10 +108,11 @@ def _add_publishers(broker: RabbitBroker) -> None:
 
 def build_document() -> dict[str, Any]:
     broker = RabbitBroker(specification_url="amqp://rabbitmq:5672/", description="qti-net event bus")
-    for runtime in _service_runtimes():
-        for subscription in runtime.subscriptions:
-            _add_subscription(broker, runtime.name, subscription)
-    _add_publishers(broker)
+    installed = definitions()
+    for definition in installed:
+        for subscription in definition.build().runtime.subscriptions:
+            _add_subscription(broker, definition.name, subscription)
+    _add_publishers(broker, installed)
     spec = AsyncAPI(
         broker,
         title="qti-net",
@@ -159,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render()
     if args.check:
         if not DOCUMENT.exists() or DOCUMENT.read_text("utf-8") != text:
-            print(f"{DOCUMENT} is out of date: run python -m qti_runtime.asyncapi", file=sys.stderr)
+            print(f"{DOCUMENT} is out of date: run python -m qti_host.asyncapi", file=sys.stderr)
             return 1
         print(f"{DOCUMENT} is up to date")
         return 0

@@ -1,6 +1,6 @@
 """Load the demo catalogue (five nodes, realistic offerings) idempotently.
 
-`python -m services.catalogue.demo` applies the migrations and loads the data into the database of
+`python -m devtools.demo` applies the migrations and loads the data into the database of
 `QTI_DATABASE_URL`. Loading again changes nothing and emits nothing: rows that exist are left alone,
 and events leave through the outbox only for rows this call created.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+from devtools.demo_data import demo_nodes, demo_offerings
 from qti_contracts.events import OfferingStatus
 from qti_runtime.db import Database
 from qti_runtime.migrations import migrate
 from qti_runtime.settings import Settings
 from qti_runtime.unit_of_work import unit_of_work
 from services.catalogue import store
-from services.catalogue.demo_data import demo_nodes, demo_offerings
 from services.catalogue.domain import Node, Offering
 from services.catalogue.handlers import OFFERING_PUBLISHED, emit_node_published, emit_offering_state
 from services.catalogue.migrations_path import MIGRATIONS

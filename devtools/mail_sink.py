@@ -216,94 +216,89 @@ def _detail_page(name: str, message: EmailMessage) -> bytes:
     return _page(_header(message, "Subject") or "E-Mail", body)
 
 
+class MailboxRequestHandler(BaseHTTPRequestHandler):
+    """The read-only mailbox pages; `folder` is set per sink (`_make_request_handler`)."""
+
+    server_version = "qti-mail-sink/1"
+    folder: Path
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # keep the console of `make run` quiet
+
+    def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _not_found(self) -> None:
+        self._send(
+            HTTPStatus.NOT_FOUND,
+            _page("Nicht gefunden", "<h1>Nicht gefunden</h1><p><a href='/'>Zum Posteingang</a></p>"),
+            "text/html; charset=utf-8",
+        )
+
+    def _mail_path(self, name: str) -> Path | None:
+        if not _NAME_RE.match(name):
+            return None
+        path = self.folder / name
+        return path if path.is_file() else None
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
+        if not parts:
+            self._send(HTTPStatus.OK, _listing_page(list_mails(self.folder)), "text/html; charset=utf-8")
+        elif parts == ["api", "mails"]:
+            self._send_listing_json()
+        elif parts[0] == "mail" and len(parts) in (2, 3) and (path := self._mail_path(parts[1])) is not None:
+            self._send_mail(parts[1], path, parts[2] if len(parts) == 3 else "")
+        else:
+            self._not_found()
+
+    def _send_listing_json(self) -> None:
+        data = [
+            {
+                "name": m.name,
+                "received_at": m.received_at.isoformat(),
+                "from": m.sender,
+                "to": m.recipient,
+                "subject": m.subject,
+                "has_calendar": m.has_calendar,
+            }
+            for m in list_mails(self.folder)
+        ]
+        self._send(HTTPStatus.OK, json.dumps(data, ensure_ascii=False).encode(), "application/json")
+
+    def _send_mail(self, name: str, path: Path, view: str) -> None:
+        """One mail: its page (no view), the raw message (`raw`) or its calendar (`termine.ics`)."""
+        if view == "":
+            self._send(HTTPStatus.OK, _detail_page(name, _parse(path)), "text/html; charset=utf-8")
+        elif view == "raw":
+            disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+            self._send(HTTPStatus.OK, path.read_bytes(), "message/rfc822", disposition)
+        elif view == "termine.ics":
+            part = _calendar_part(_parse(path))
+            payload = part.get_payload(decode=True) if part is not None else None
+            if not isinstance(payload, bytes):
+                self._not_found()
+                return
+            disposition = {"Content-Disposition": 'attachment; filename="termine.ics"'}
+            self._send(HTTPStatus.OK, payload, "text/calendar; charset=utf-8", disposition)
+        else:
+            self._not_found()
+
+
 def _make_request_handler(folder: Path) -> type[BaseHTTPRequestHandler]:
-    class MailboxRequestHandler(BaseHTTPRequestHandler):
-        server_version = "qti-mail-sink/1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # keep the console of `make run` quiet
-
-        def _send(
-            self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
-        ) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            for key, value in (extra or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def _not_found(self) -> None:
-            self._send(
-                HTTPStatus.NOT_FOUND,
-                _page("Nicht gefunden", "<h1>Nicht gefunden</h1><p><a href='/'>Zum Posteingang</a></p>"),
-                "text/html; charset=utf-8",
-            )
-
-        def _mail_path(self, name: str) -> Path | None:
-            if not _NAME_RE.match(name):
-                return None
-            path = folder / name
-            return path if path.is_file() else None
-
-        def do_HEAD(self) -> None:
-            self.do_GET()
-
-        def do_GET(self) -> None:
-            parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
-            if not parts:
-                self._send(HTTPStatus.OK, _listing_page(list_mails(folder)), "text/html; charset=utf-8")
-                return
-            if parts == ["api", "mails"]:
-                data = [
-                    {
-                        "name": m.name,
-                        "received_at": m.received_at.isoformat(),
-                        "from": m.sender,
-                        "to": m.recipient,
-                        "subject": m.subject,
-                        "has_calendar": m.has_calendar,
-                    }
-                    for m in list_mails(folder)
-                ]
-                self._send(HTTPStatus.OK, json.dumps(data, ensure_ascii=False).encode(), "application/json")
-                return
-            if parts[0] != "mail" or len(parts) not in (2, 3):
-                self._not_found()
-                return
-            path = self._mail_path(parts[1])
-            if path is None:
-                self._not_found()
-                return
-            if len(parts) == 2:
-                self._send(HTTPStatus.OK, _detail_page(parts[1], _parse(path)), "text/html; charset=utf-8")
-            elif parts[2] == "raw":
-                self._send(
-                    HTTPStatus.OK,
-                    path.read_bytes(),
-                    "message/rfc822",
-                    {"Content-Disposition": f'attachment; filename="{parts[1]}"'},
-                )
-            elif parts[2] == "termine.ics":
-                part = _calendar_part(_parse(path))
-                payload = part.get_payload(decode=True) if part is not None else None
-                if not isinstance(payload, bytes):
-                    self._not_found()
-                    return
-                self._send(
-                    HTTPStatus.OK,
-                    payload,
-                    "text/calendar; charset=utf-8",
-                    {"Content-Disposition": 'attachment; filename="termine.ics"'},
-                )
-            else:
-                self._not_found()
-
-    return MailboxRequestHandler
+    return type("FolderMailboxRequestHandler", (MailboxRequestHandler,), {"folder": folder})
 
 
 # --------------------------------------------------------------------------------------------------

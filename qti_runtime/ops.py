@@ -245,63 +245,96 @@ async def replay_dead_letters(
     with `secret`) is not replayed but deleted: `qti forget-person` ran while it was away.
     """
     connection = await _connect(amqp_url)
-    result: ReplayResult
     async with connection:
         channel, queue = await _open_dead_letter_queue(connection, service, confirms=True)
-        result = ReplayResult(queue.name)
         total = queue.declaration_result.message_count or 0
-        events = await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)
-        wanted = set(message_ids)
+        exchange = (
+            channel.default_exchange
+            if to_original_queue
+            else await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)
+        )
+        replay = _Replay(
+            ReplayResult(queue.name),
+            exchange,
+            to_original_queue,
+            limit,
+            frozenset(message_ids),
+            forgotten,
+            secret,
+        )
         held = await _take(queue, total)
         keep: list[aio_pika.abc.AbstractIncomingMessage] = []
         try:
             for message in held:
-                info = describe(message)
-                if wanted and info.message_id not in wanted:
+                if await replay.settle(message):
                     keep.append(message)
-                    continue
-                if limit is not None and len(result.replayed) >= limit:
-                    keep.append(message)
-                    continue
-                if forgotten and any(
-                    forgotten_digest(value, secret) in forgotten for value in _strings_of(message.body)
-                ):
-                    await message.ack()
-                    result.dropped.append(info)
-                    continue
-                target = info.original_queue if to_original_queue else info.routing_key
-                if not target:
-                    what = "original queue" if to_original_queue else "original routing key"
-                    result.skipped.append((info, f"no {what} in the headers"))
-                    keep.append(message)
-                    continue
-                outgoing = aio_pika.Message(
-                    message.body,
-                    headers=replay_headers(message.headers or {}),
-                    content_type=message.content_type or CONTENT_TYPE,
-                    content_encoding=message.content_encoding,
-                    message_id=message.message_id,
-                    correlation_id=message.correlation_id,
-                    reply_to=message.reply_to,
-                    type=message.type,
-                    app_id=message.app_id,
-                    timestamp=datetime.now(UTC),
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                )
-                exchange = channel.default_exchange if to_original_queue else events
-                try:
-                    await exchange.publish(outgoing, routing_key=target, mandatory=True, timeout=10)
-                except (aio_pika.exceptions.DeliveryError, TimeoutError) as exc:
-                    result.skipped.append((info, f"not confirmed by the broker: {exc!r}"))
-                    keep.append(message)
-                    continue
-                await message.ack()
-                result.replayed.append(info)
         finally:
             for message in keep:
                 await message.nack(requeue=True)
             # Anything not settled (e.g. after an exception) goes back when the channel closes.
-    return result
+    return replay.result
+
+
+@dataclass
+class _Replay:
+    """One replay call's choices, applied to its messages one by one."""
+
+    result: ReplayResult
+    exchange: aio_pika.abc.AbstractExchange
+    to_original_queue: bool
+    limit: int | None
+    wanted: frozenset[str]
+    forgotten: frozenset[str]
+    secret: str
+
+    def _passed_over(self, info: DeadLetterInfo) -> bool:
+        not_wanted = bool(self.wanted) and info.message_id not in self.wanted
+        return not_wanted or (self.limit is not None and len(self.result.replayed) >= self.limit)
+
+    def _about_forgotten(self, body: bytes) -> bool:
+        return bool(self.forgotten) and any(
+            forgotten_digest(value, self.secret) in self.forgotten for value in _strings_of(body)
+        )
+
+    async def settle(self, message: aio_pika.abc.AbstractIncomingMessage) -> bool:
+        """Replay, delete or keep one message; True when it is kept (given back to the queue)."""
+        info = describe(message)
+        if self._passed_over(info):
+            return True
+        if self._about_forgotten(message.body):
+            await message.ack()
+            self.result.dropped.append(info)
+            return False
+        target = info.original_queue if self.to_original_queue else info.routing_key
+        if not target:
+            what = "original queue" if self.to_original_queue else "original routing key"
+            self.result.skipped.append((info, f"no {what} in the headers"))
+            return True
+        try:
+            await self.exchange.publish(_replayed(message), routing_key=target, mandatory=True, timeout=10)
+        except (aio_pika.exceptions.DeliveryError, TimeoutError) as exc:
+            self.result.skipped.append((info, f"not confirmed by the broker: {exc!r}"))
+            return True
+        await message.ack()
+        self.result.replayed.append(info)
+        return False
+
+
+def _replayed(message: aio_pika.abc.AbstractIncomingMessage) -> aio_pika.Message:
+    """The message as it is published again: without the error headers, replay count + 1, persistent."""
+    return aio_pika.Message(
+        message.body,
+        headers=replay_headers(message.headers or {}),
+        content_type=message.content_type or CONTENT_TYPE,
+        content_encoding=message.content_encoding,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        type=message.type,
+        app_id=message.app_id,
+        timestamp=datetime.now(UTC),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
 
 
 def mask_url(url: str) -> str:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from qti_contracts.topology import SERVICES
-from qti_runtime.definition import ServiceDefinition
 
-AnyDefinition = ServiceDefinition[Any, Any]
+if TYPE_CHECKING:  # the definitions load FastAPI and FastStream: only the commands that need them pay
+    from qti_runtime.definition import ServiceDefinition
+
+AnyDefinition: TypeAlias = "ServiceDefinition[Any, Any]"
 
 
 def module_available(module: str) -> bool:

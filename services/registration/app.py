@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from pydantic import Field
 
 from qti_contracts import RoutingKey
 from qti_runtime.db import Database
@@ -15,18 +14,15 @@ from qti_runtime.service import ServiceRuntime
 from services.registration import api, privacy
 from services.registration.consumers import SERVICE, subscriptions
 from services.registration.handlers import RegistrationService
-from services.registration.limits import RateLimitSettings
+from services.registration.settings import RegistrationSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-
-class RegistrationSettings(RateLimitSettings):
-    # A request for an offering not (yet) known waits this long for catalogue's event.
-    offering_wait_seconds: float = Field(default=30.0, ge=0)
+__all__ = ["DEFINITION", "MIGRATIONS", "RegistrationSettings", "build_runtime", "create_app", "main"]
 
 
 def registration_service(db: Database, settings: RegistrationSettings) -> RegistrationService:
-    # Becomes `RegistrationService` itself once it takes `(db, settings)` (the aggregate branch).
+    # TODO(merge h/aggregate): `RegistrationService(db, settings)` there; then `service=RegistrationService`.
     return RegistrationService(
         db, offering_wait_seconds=settings.offering_wait_seconds, link_secret=settings.link_secret
     )

@@ -77,6 +77,10 @@ class ServiceDefinition(Generic[SettingsT, ServiceT]):
             runtime.add_job(name, job)
         return Built(runtime, service, settings)
 
+    def build_runtime(self, settings: SettingsT | None = None) -> ServiceRuntime:
+        """`build(settings).runtime`, for tests and benchmarks that drive the runtime themselves."""
+        return self.build(settings).runtime
+
     def create_app(self, settings: SettingsT | None = None) -> FastAPI:
         """The service's HTTP app; its lifespan starts and stops the runtime."""
         built = self.build(settings)

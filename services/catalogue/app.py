@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 
 from qti_contracts import RoutingKey
 from qti_runtime.definition import ServiceDefinition
-from qti_runtime.service import ServiceRuntime
 from qti_runtime.settings import Settings
 from services.catalogue import privacy
 from services.catalogue.api import install_german_validation, public_router, staff_read_router, staff_router
@@ -48,13 +47,6 @@ DEFINITION: ServiceDefinition[Settings, CatalogueService] = ServiceDefinition(
 )
 
 
-def build_runtime(settings: Settings | None = None) -> ServiceRuntime:
-    return DEFINITION.build(settings).runtime
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    return DEFINITION.create_app(settings)
-
-
-def main() -> None:
-    DEFINITION.main()
+# For tests and benchmarks that build one service the same way its process does.
+build_runtime = DEFINITION.build_runtime
+create_app = DEFINITION.create_app

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 
 from qti_contracts import RoutingKey
 from qti_runtime.db import Database
 from qti_runtime.definition import Job, ServiceDefinition
-from qti_runtime.service import ServiceRuntime
 from services.notification import privacy
 from services.notification.api import notifications_router
 from services.notification.consumers import SERVICE, subscriptions
@@ -54,13 +53,6 @@ DEFINITION: ServiceDefinition[NotificationSettings, NotificationHandlers] = Serv
 )
 
 
-def build_runtime(settings: NotificationSettings | None = None) -> ServiceRuntime:
-    return DEFINITION.build(settings).runtime
-
-
-def create_app(settings: NotificationSettings | None = None) -> FastAPI:
-    return DEFINITION.create_app(settings)
-
-
-def main() -> None:
-    DEFINITION.main()
+# For tests and benchmarks that build one service the same way its process does.
+build_runtime = DEFINITION.build_runtime
+create_app = DEFINITION.create_app

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 
 from qti_contracts import RoutingKey
 from qti_runtime.db import Database
 from qti_runtime.definition import Job, ServiceDefinition
-from qti_runtime.service import ServiceRuntime
 from services.registration import api, privacy
 from services.registration.consumers import SERVICE, subscriptions
 from services.registration.handlers import RegistrationService
@@ -18,7 +17,7 @@ from services.registration.settings import RegistrationSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-__all__ = ["DEFINITION", "MIGRATIONS", "RegistrationSettings", "build_runtime", "create_app", "main"]
+__all__ = ["DEFINITION", "MIGRATIONS", "RegistrationSettings", "build_runtime", "create_app"]
 
 
 def registration_service(db: Database, settings: RegistrationSettings) -> RegistrationService:
@@ -67,13 +66,6 @@ DEFINITION: ServiceDefinition[RegistrationSettings, RegistrationService] = Servi
 )
 
 
-def build_runtime(settings: RegistrationSettings | None = None) -> ServiceRuntime:
-    return DEFINITION.build(settings).runtime
-
-
-def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
-    return DEFINITION.create_app(settings)
-
-
-def main() -> None:
-    DEFINITION.main()
+# For tests and benchmarks that build one service the same way its process does.
+build_runtime = DEFINITION.build_runtime
+create_app = DEFINITION.create_app

@@ -14,7 +14,7 @@ from services.reporting.consumers import SERVICE, subscriptions
 from services.reporting.handlers import ReportingHandlers, kpi_job
 from services.reporting.settings import MIGRATIONS, ReportingSettings, reporting_settings
 
-__all__ = ["DEFINITION", "MIGRATIONS", "ReportingSettings", "build_runtime", "create_app", "main"]
+__all__ = ["DEFINITION", "MIGRATIONS", "ReportingSettings", "build_runtime", "create_app"]
 
 
 def jobs(handlers: ReportingHandlers, settings: ReportingSettings) -> list[Job]:
@@ -40,13 +40,10 @@ DEFINITION: ServiceDefinition[ReportingSettings, ReportingHandlers] = ServiceDef
 )
 
 
+# For tests and benchmarks; they may hand in the shared settings only.
 def build_runtime(settings: Settings | None = None) -> ServiceRuntime:
     return DEFINITION.build(reporting_settings(settings)).runtime
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return DEFINITION.create_app(reporting_settings(settings))
-
-
-def main() -> None:
-    DEFINITION.main()

@@ -6,28 +6,20 @@ import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
-from pydantic import Field
 
 from qti_runtime.service import ServiceRuntime, serve
 from services.registration import api
 from services.registration.consumers import SERVICE, subscriptions
 from services.registration.handlers import RegistrationService
-from services.registration.limits import RateLimitSettings
+from services.registration.settings import RegistrationSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-class RegistrationSettings(RateLimitSettings):
-    # A request for an offering not (yet) known waits this long for catalogue's event.
-    offering_wait_seconds: float = Field(default=30.0, ge=0)
 
 
 def build(settings: RegistrationSettings | None = None) -> tuple[ServiceRuntime, RegistrationService]:
     settings = settings or RegistrationSettings()
     runtime = ServiceRuntime(SERVICE, settings, migrations=MIGRATIONS)
-    service = RegistrationService(
-        runtime.db, offering_wait_seconds=settings.offering_wait_seconds, link_secret=settings.link_secret
-    )
+    service = RegistrationService(runtime.db, settings)
     for subscription in subscriptions(service, settings.delivery_limit, settings.prefetch):
         runtime.add_subscription(subscription)
 

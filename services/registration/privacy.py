@@ -8,8 +8,8 @@ What happens, in the lock order every handler uses (offering row `FOR UPDATE`, t
 
 1. The person's registrations are found by e-mail (stored trimmed and lower-cased; the address given is
    normalised the same way, NFC and lower case, so the match ignores case and surrounding spaces).
-2. Every registration that is still live and not yet history is cancelled through
-   `RegistrationService._cancel_registration` with cause `participant` (the person asked): the seat is
+2. Every registration that is still live and not yet history is cancelled through the public command
+   `RegistrationCommands.cancel_registration` with cause `participant` (the person asked): the seat is
    freed, the first on the waiting list is promoted, and `registration.cancelled` /
    `registration.confirmed` (`from_waitlist`) leave through the outbox, as for any cancellation.
    "Not yet history" means: waitlisted (always), or confirmed for a published offering whose first
@@ -23,7 +23,8 @@ What happens, in the lock order every handler uses (offering row `FOR UPDATE`, t
    participant is replaced by the same anonymous document.
 5. Requests still waiting for their offering (`deferred`, the envelope holds the person's data) are
    answered now with `registration.rejected` / `consent_missing` (asking to be forgotten withdraws the
-   consent); that also drops the envelope.
+   consent), through `RegistrationCommands.reject_deferred`; that also drops the envelope. The rejection
+   names no recipient: the person's data leave in no new event once they asked to be forgotten.
 
 Not covered, by nature:
 
@@ -43,6 +44,7 @@ import json
 import time
 import unicodedata
 import uuid
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
@@ -53,8 +55,9 @@ from qti_runtime.logging import get_logger
 from qti_runtime.ops import OpsError
 from qti_runtime.unit_of_work import UnitOfWork, unit_of_work
 from services.registration import store
+from services.registration.commands import RegistrationCommands
 from services.registration.domain import Status
-from services.registration.handlers import Decisions, RegistrationService, RequestContext
+from services.registration.settings import RegistrationSettings
 
 log = get_logger(__name__)
 
@@ -96,12 +99,12 @@ def anonymous_participant(registration_id: str) -> dict[str, Any]:
     }
 
 
-async def forget_person(db: Database, email: str) -> int:
+async def forget_person(db: Database, email: str, settings: RegistrationSettings | None = None) -> int:
     """Cancel the person's live registrations and anonymise everything kept of them; rows changed."""
     target = normalise(email)
     if not target:
         raise OpsError("no e-mail address given")
-    service = RegistrationService(db)
+    commands = RegistrationCommands(settings or RegistrationSettings(), lambda: datetime.now(UTC))
     deadline = time.monotonic() + OUTBOX_WAIT_SECONDS
     attempt = 0
     while True:
@@ -110,7 +113,7 @@ async def forget_person(db: Database, email: str) -> int:
                 waiting = await _unpublished_about(uow.conn, target)
                 if waiting:
                     raise _OutboxBusy(waiting)
-                return await _forget(uow, service, target)
+                return await _forget(uow, commands, target)
         except _OutboxBusy as busy:
             if time.monotonic() > deadline:
                 raise PurgeBlocked(
@@ -170,7 +173,7 @@ _SCRUB_OUTCOME: Final = (
 )
 
 
-async def _forget(uow: UnitOfWork, service: RegistrationService, target: str) -> int:
+async def _forget(uow: UnitOfWork, commands: RegistrationCommands, target: str) -> int:
     rows = await _lock_registrations(uow, target)
     correlation = str(uuid.uuid4())
     cancelled = 0
@@ -182,7 +185,7 @@ async def _forget(uow: UnitOfWork, service: RegistrationService, target: str) ->
             and row["not_begun"]
         )
         if waitlisted or upcoming:
-            await service._cancel_registration(
+            await commands.cancel_registration(
                 uow, row["registration_id"], CancellationCause.PARTICIPANT, CANCEL_REASON, correlation
             )
             cancelled += 1
@@ -206,12 +209,12 @@ async def _forget(uow: UnitOfWork, service: RegistrationService, target: str) ->
     ):
         anonymous = json.dumps(anonymous_participant(request["request_id"]))
         changed += _count(await uow.conn.execute(_SCRUB_OUTCOME, request["request_id"], anonymous))
-    changed += await _reject_deferred(uow, service, target)
+    changed += await _reject_deferred(uow, commands, target)
     log.info("privacy.forgotten", registrations=len(rows), cancelled=cancelled, changed=changed)
     return changed
 
 
-async def _reject_deferred(uow: UnitOfWork, service: RegistrationService, target: str) -> int:
+async def _reject_deferred(uow: UnitOfWork, commands: RegistrationCommands, target: str) -> int:
     """Requests waiting for their offering are answered now (consent withdrawn); the envelope goes."""
     records = await uow.conn.fetch(
         "SELECT * FROM requests WHERE status = 'deferred'"
@@ -219,19 +222,8 @@ async def _reject_deferred(uow: UnitOfWork, service: RegistrationService, target
         " ORDER BY request_id FOR UPDATE",
         target,
     )
-    decisions = Decisions()
-    for record in records:
-        envelope = json.loads(record["envelope"])
-        ctx = RequestContext(
-            record["request_id"],
-            envelope.get("correlationid") or record["request_id"],
-            record["reply_to"],
-            record["correlation_id"],
-        )
-        service._reject(
-            uow, decisions, ctx, record["offering_id"], RejectionReason.CONSENT_MISSING, REJECT_DETAIL
-        )
-    await decisions.write(uow)
+    rows = [store.request_row(record) for record in records]
+    await commands.reject_deferred(uow, rows, RejectionReason.CONSENT_MISSING, REJECT_DETAIL)
     # Anything else still carrying the person's envelope (not expected: decided requests drop it).
     result: str = await uow.conn.execute(
         "UPDATE requests SET envelope = NULL WHERE status <> 'deferred'"

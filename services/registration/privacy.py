@@ -20,7 +20,7 @@ What happens, in the lock order every handler uses (offering row `FOR UPDATE`, t
    band. Company data and all counters stay (they are not the person's data).
 4. The stored outcomes of the person's requests (`requests.outcome`, replayed to a client that repeats
    its request id) keep their shape, so a redelivered request is still answered idempotently, but their
-   participant is replaced by the same anonymous document.
+   participant (a rejection's `recipient`) is replaced by the same anonymous document.
 5. Requests still waiting for their offering (`deferred`, the envelope holds the person's data) are
    answered now with `registration.rejected` / `consent_missing` (asking to be forgotten withdraws the
    consent), through `RegistrationCommands.reject_deferred`; that also drops the envelope. The rejection
@@ -167,9 +167,14 @@ async def _lock_registrations(uow: UnitOfWork, target: str) -> list[asyncpg.Reco
 
 
 # A stored outcome keeps its shape (a repeated request is answered again), without the person in it.
+# A rejection names the person as its `recipient`, a registration as its `participant`.
 _SCRUB_OUTCOME: Final = (
-    "UPDATE requests SET outcome = jsonb_set(outcome, '{data,participant}', $2::jsonb), envelope = NULL"
-    " WHERE request_id = $1 AND outcome->'data' ? 'participant'"
+    "UPDATE requests SET outcome = CASE"
+    " WHEN jsonb_typeof(outcome->'data'->'recipient') = 'object'"
+    " THEN jsonb_set(outcome, '{data,recipient}', $2::jsonb)"
+    " ELSE jsonb_set(outcome, '{data,participant}', $2::jsonb) END, envelope = NULL"
+    " WHERE request_id = $1"
+    " AND (outcome->'data' ? 'participant' OR jsonb_typeof(outcome->'data'->'recipient') = 'object')"
 )
 
 
@@ -203,8 +208,9 @@ async def _forget(uow: UnitOfWork, commands: RegistrationCommands, target: str) 
         changed += _count(await uow.conn.execute(_SCRUB_OUTCOME, row["request_id"], anonymous))
     # Outcomes naming the person whose registration row is gone or was never written (defensive).
     for request in await uow.conn.fetch(
-        "SELECT request_id FROM requests WHERE lower(btrim(outcome->'data'->'participant'->>'email')) = $1"
-        " ORDER BY request_id FOR UPDATE",
+        "SELECT request_id FROM requests"
+        " WHERE lower(btrim(coalesce(outcome->'data'->'participant',"
+        " outcome->'data'->'recipient')->>'email')) = $1 ORDER BY request_id FOR UPDATE",
         target,
     ):
         anonymous = json.dumps(anonymous_participant(request["request_id"]))

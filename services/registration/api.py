@@ -9,8 +9,8 @@ do not end up in access logs.
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
 import secrets
 import unicodedata
-from collections.abc import Callable
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -220,83 +220,84 @@ class RegistrationApi:
         return {"recorded": len(records), "changed": changed}
 
 
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    endpoint: str  # name of the `RegistrationApi` method
+    summary: str
+    staff: bool = False  # staff bearer token required
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# In matching order: fixed paths before `{registration_id}`.
+ROUTES: Final = (
+    Route(
+        "POST",
+        "/registrations",
+        "submit",
+        "Submit a registration request (answered asynchronously)",
+        options={"status_code": 202, "response_model": Accepted},
+    ),
+    Route(
+        "GET",
+        "/registrations/requests/{request_id}",
+        "request_status",
+        "Outcome of a request, without personal data: pending until decided",
+        options={"response_model": RequestStatus, "response_model_exclude_none": False},
+    ),
+    Route(
+        "GET",
+        "/registrations/by-token",
+        "registration_by_token",
+        "The registration a personal token (header X-Personal-Token) belongs to",
+    ),
+    Route(
+        "POST",
+        "/registrations/by-token/cancel",
+        "cancel_by_token",
+        "Cancel the registration a personal token (header X-Personal-Token) belongs to",
+    ),
+    Route(
+        "GET",
+        "/registrations/{registration_id}",
+        "registration",
+        "A registration with its status and waitlist position (personal token or staff)",
+    ),
+    Route(
+        "POST",
+        "/registrations/{registration_id}/cancel",
+        "cancel",
+        "Cancel a registration, freeing the seat (personal token, or staff as organiser)",
+    ),
+    Route(
+        "GET",
+        "/offerings/{offering_id}/registrations",
+        "offering_registrations",
+        "Staff: registrations of an offering",
+        staff=True,
+    ),
+    Route(
+        "PUT",
+        "/offerings/{offering_id}/sessions/{session_id}/attendance",
+        "attendance",
+        "Staff: record attendance for one session",
+        staff=True,
+    ),
+)
+
+
 def router(service: RegistrationService, settings: RegistrationSettings) -> APIRouter:
-    """The paths, in matching order (fixed paths before `{registration_id}`)."""
     endpoints = RegistrationApi(service, settings)
     staff = [Depends(staff_guard(settings.staff_token))]
-    routes: list[tuple[str, str, Callable[..., Any], dict[str, Any]]] = [
-        (
-            "POST",
-            "/registrations",
-            endpoints.submit,
-            {
-                "status_code": 202,
-                "response_model": Accepted,
-                "summary": "Submit a registration request (answered asynchronously)",
-            },
-        ),
-        (
-            "GET",
-            "/registrations/requests/{request_id}",
-            endpoints.request_status,
-            {
-                "response_model": RequestStatus,
-                "response_model_exclude_none": False,
-                "summary": "Outcome of a request, without personal data: pending until decided",
-            },
-        ),
-        (
-            "GET",
-            "/registrations/by-token",
-            endpoints.registration_by_token,
-            {
-                "summary": "The registration a personal token (header X-Personal-Token) belongs to",
-            },
-        ),
-        (
-            "POST",
-            "/registrations/by-token/cancel",
-            endpoints.cancel_by_token,
-            {
-                "summary": "Cancel the registration a personal token (header X-Personal-Token) belongs to",
-            },
-        ),
-        (
-            "GET",
-            "/registrations/{registration_id}",
-            endpoints.registration,
-            {
-                "summary": "A registration with its status and waitlist position (personal token or staff)",
-            },
-        ),
-        (
-            "POST",
-            "/registrations/{registration_id}/cancel",
-            endpoints.cancel,
-            {
-                "summary": "Cancel a registration, freeing the seat (personal token, or staff as organiser)",
-            },
-        ),
-        (
-            "GET",
-            "/offerings/{offering_id}/registrations",
-            endpoints.offering_registrations,
-            {
-                "dependencies": staff,
-                "summary": "Staff: registrations of an offering",
-            },
-        ),
-        (
-            "PUT",
-            "/offerings/{offering_id}/sessions/{session_id}/attendance",
-            endpoints.attendance,
-            {
-                "dependencies": staff,
-                "summary": "Staff: record attendance for one session",
-            },
-        ),
-    ]
     api = APIRouter(tags=["registration"])
-    for method, path, endpoint, options in routes:
-        api.add_api_route(path, endpoint, methods=[method], **options)
+    for route in ROUTES:
+        api.add_api_route(
+            route.path,
+            getattr(endpoints, route.endpoint),
+            methods=[route.method],
+            summary=route.summary,
+            dependencies=staff if route.staff else None,
+            **route.options,
+        )
     return api

@@ -48,24 +48,25 @@ class CannotCancel(Exception):
 
 @dataclass(frozen=True)
 class Applicant:
-    """One registration request, as the seats see it."""
+    """One registration request, as the seats see it, with the keys of the duplicate and company rules."""
 
     request_id: str
     participant: Participant
     company: Company
     consent: bool
+    email: str = field(init=False)
+    company_key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: every decision of a batch looks them up several times.
+        object.__setattr__(self, "email", domain.normalise_email(str(self.participant.email)))
+        object.__setattr__(
+            self, "company_key", domain.company_key(self.company.name, self.company.postal_code)
+        )
 
     @classmethod
     def of(cls, request_id: str, request: RegistrationRequested) -> Applicant:
         return cls(request_id, request.participant, request.company, request.privacy_consent)
-
-    @property
-    def email(self) -> str:
-        return domain.normalise_email(str(self.participant.email))
-
-    @property
-    def company_key(self) -> str:
-        return domain.company_key(self.company.name, self.company.postal_code)
 
 
 class Holder(Protocol):

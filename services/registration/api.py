@@ -6,10 +6,11 @@ to the submitting frontend) or the staff bearer token. Tokens travel in headers,
 do not end up in access logs.
 """
 
-# No `from __future__ import annotations`: FastAPI must see `CallerDep`, a local of `router`, evaluated.
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
 import secrets
 import unicodedata
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,9 +18,10 @@ from pydantic import BaseModel, Field
 
 from qti_contracts import RegistrationRequested, amqp_short
 from qti_runtime.http import Problem, staff_guard
-from qti_runtime.settings import Settings
-from services.registration.handlers import Caller, Conflict, NotFound, RegistrationService
+from services.registration.access import Caller, Conflict, NotFound
+from services.registration.handlers import RegistrationService
 from services.registration.limits import SubmissionLimits
+from services.registration.settings import RegistrationSettings
 
 MAX_CORRELATION_ID = 200
 NOT_FOUND = "Die Anmeldung ist nicht bekannt, oder der Link ist nicht gültig."
@@ -104,141 +106,198 @@ def checked_correlation_id(value: str | None) -> str | None:
 _optional_bearer = HTTPBearer(auto_error=False)
 
 
-def caller_guard(settings: Settings) -> Any:
-    """A dependency naming who asks: staff with the bearer token, or whoever sent a personal token."""
-    staff_token = settings.staff_token.get_secret_value().encode()
+class Presented:
+    """What a request presents to say who asks: a personal token and/or a bearer token (a dependency)."""
 
-    async def caller(
+    def __init__(
+        self,
         token: PersonalTokenHeader = None,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)] = None,
-    ) -> Caller:
-        staff = credentials is not None and secrets.compare_digest(
-            credentials.credentials.encode("utf-8", "replace"), staff_token
+    ) -> None:
+        self.token = token
+        self.bearer = credentials.credentials if credentials is not None else None
+
+
+PresentedDep = Annotated[Presented, Depends()]
+
+
+class RegistrationApi:
+    """The endpoints, as methods over the service; `router` lists their paths."""
+
+    def __init__(self, service: RegistrationService, settings: RegistrationSettings) -> None:
+        self.service = service
+        self.queries = service.queries
+        self.limits = SubmissionLimits.for_settings(service.db, settings)
+        self._staff_token = settings.staff_token.get_secret_value().encode()
+
+    def caller(self, presented: Presented) -> Caller:
+        """Staff with the bearer token, or whoever sent a personal token."""
+        staff = presented.bearer is not None and secrets.compare_digest(
+            presented.bearer.encode("utf-8", "replace"), self._staff_token
         )
-        return Caller(staff=staff, token=token)
+        return Caller(staff=staff, token=presented.token)
 
-    return caller
-
-
-def router(service: RegistrationService, settings: Settings) -> APIRouter:
-    api = APIRouter(tags=["registration"])
-    staff = [Depends(staff_guard(settings.staff_token))]
-    limits = SubmissionLimits.for_settings(service.db, settings)
-    CallerDep = Annotated[Caller, Depends(caller_guard(settings))]
-
-    async def view_or_404(registration_id: str, caller: Caller) -> dict[str, Any]:
-        view = await service.registration_view(registration_id, caller)
+    async def view_or_404(self, registration_id: str, caller: Caller) -> dict[str, Any]:
+        view = await self.queries.registration_view(registration_id, caller)
         if view is None:
             raise Problem(404, NOT_FOUND)
         return view
 
     async def cancel_or_problem(
-        registration_id: str, caller: Caller, body: CancelBody | None
+        self, registration_id: str, caller: Caller, body: CancelBody | None
     ) -> dict[str, Any]:
         try:
-            await service.cancel(registration_id, caller, body.reason if body else None)
+            await self.service.cancel(registration_id, caller, body.reason if body else None)
         except NotFound as exc:
             raise Problem(404, NOT_FOUND) from exc
         except Conflict as exc:
             raise Problem(409, str(exc)) from exc
-        return await view_or_404(registration_id, caller)
+        return await self.view_or_404(registration_id, caller)
 
-    async def id_of_token(token: str | None) -> str:
-        registration_id = await service.registration_of_token(token) if token else None
+    async def id_of_token(self, token: str | None) -> str:
+        registration_id = await self.queries.registration_of_token(token) if token else None
         if registration_id is None:
             raise Problem(404, NOT_FOUND)
         return registration_id
 
-    @api.post(
-        "/registrations",
-        status_code=202,
-        response_model=Accepted,
-        summary="Submit a registration request (answered asynchronously)",
-    )
+    # Endpoints ---------------------------------------------------------------------------------------
+
     async def submit(
+        self,
         body: RegistrationSubmission,
         request: Request,
         response: Response,
         correlation_id: CorrelationHeader = None,
     ) -> Accepted:
         correlation = checked_correlation_id(correlation_id)
-        await limits.check(request, str(body.participant.email))  # 429 beyond the abuse limits
+        await self.limits.check(request, str(body.participant.email))  # 429 beyond the abuse limits
         command = RegistrationRequested.model_validate(body.model_dump(exclude={"request_id"}))
-        request_id, _new = await service.submit(command, body.request_id, correlation)
+        request_id, _new = await self.service.submit(command, body.request_id, correlation)
         url = f"/registrations/requests/{request_id}"
         response.headers["Location"] = url
         return Accepted(
             request_id=request_id,
             status="pending",
             status_url=url,
-            personal_token=service.personal_token(request_id),
+            personal_token=self.service.personal_token(request_id),
         )
 
-    @api.get(
-        "/registrations/requests/{request_id}",
-        response_model=RequestStatus,
-        response_model_exclude_none=False,
-        summary="Outcome of a request, without personal data: pending until decided",
-    )
-    async def request_status(request_id: str) -> RequestStatus:
-        status = await service.request_status(request_id)
+    async def request_status(self, request_id: str) -> RequestStatus:
+        status = await self.queries.request_status(request_id)
         if status is None:
             raise Problem(404, f"Zu der Anfrage {request_id} liegt nichts vor.")
         return RequestStatus.model_validate(status)
 
-    @api.get(
-        "/registrations/by-token",
-        summary="The registration a personal token (header X-Personal-Token) belongs to",
-    )
-    async def registration_by_token(caller: CallerDep) -> dict[str, Any]:
-        registration_id = await id_of_token(caller.token)
-        return await view_or_404(registration_id, Caller(token=caller.token))
+    async def registration_by_token(self, presented: PresentedDep) -> dict[str, Any]:
+        registration_id = await self.id_of_token(presented.token)
+        return await self.view_or_404(registration_id, Caller(token=presented.token))
 
-    @api.post(
-        "/registrations/by-token/cancel",
-        summary="Cancel the registration a personal token (header X-Personal-Token) belongs to",
-    )
-    async def cancel_by_token(caller: CallerDep, body: CancelBody | None = None) -> dict[str, Any]:
-        registration_id = await id_of_token(caller.token)
-        return await cancel_or_problem(registration_id, Caller(token=caller.token), body)
-
-    @api.get(
-        "/registrations/{registration_id}",
-        summary="A registration with its status and waitlist position (personal token or staff)",
-    )
-    async def registration(registration_id: str, caller: CallerDep) -> dict[str, Any]:
-        return await view_or_404(registration_id, caller)
-
-    @api.post(
-        "/registrations/{registration_id}/cancel",
-        summary="Cancel a registration, freeing the seat (personal token, or staff as organiser)",
-    )
-    async def cancel(
-        registration_id: str, caller: CallerDep, body: CancelBody | None = None
+    async def cancel_by_token(
+        self, presented: PresentedDep, body: CancelBody | None = None
     ) -> dict[str, Any]:
-        return await cancel_or_problem(registration_id, caller, body)
+        registration_id = await self.id_of_token(presented.token)
+        return await self.cancel_or_problem(registration_id, Caller(token=presented.token), body)
 
-    @api.get(
-        "/offerings/{offering_id}/registrations",
-        dependencies=staff,
-        summary="Staff: registrations of an offering",
-    )
-    async def offering_registrations(offering_id: str) -> list[dict[str, Any]]:
-        return await service.offering_registrations(offering_id)
+    async def registration(self, registration_id: str, presented: PresentedDep) -> dict[str, Any]:
+        return await self.view_or_404(registration_id, self.caller(presented))
 
-    @api.put(
-        "/offerings/{offering_id}/sessions/{session_id}/attendance",
-        dependencies=staff,
-        summary="Staff: record attendance for one session",
-    )
-    async def attendance(offering_id: str, session_id: str, body: AttendanceBody) -> dict[str, int]:
+    async def cancel(
+        self, registration_id: str, presented: PresentedDep, body: CancelBody | None = None
+    ) -> dict[str, Any]:
+        return await self.cancel_or_problem(registration_id, self.caller(presented), body)
+
+    async def offering_registrations(self, offering_id: str) -> list[dict[str, Any]]:
+        return await self.queries.offering_registrations(offering_id)
+
+    async def attendance(self, offering_id: str, session_id: str, body: AttendanceBody) -> dict[str, int]:
         records = {r.registration_id: r.attended for r in body.records}
         try:
-            changed = await service.record_attendance(offering_id, session_id, records)
+            changed = await self.service.record_attendance(offering_id, session_id, records)
         except NotFound as exc:
             raise Problem(404, str(exc)) from exc
         except Conflict as exc:
             raise Problem(409, str(exc)) from exc
         return {"recorded": len(records), "changed": changed}
 
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    endpoint: str  # name of the `RegistrationApi` method
+    summary: str
+    staff: bool = False  # staff bearer token required
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# In matching order: fixed paths before `{registration_id}`.
+ROUTES: Final = (
+    Route(
+        "POST",
+        "/registrations",
+        "submit",
+        "Submit a registration request (answered asynchronously)",
+        options={"status_code": 202, "response_model": Accepted},
+    ),
+    Route(
+        "GET",
+        "/registrations/requests/{request_id}",
+        "request_status",
+        "Outcome of a request, without personal data: pending until decided",
+        options={"response_model": RequestStatus, "response_model_exclude_none": False},
+    ),
+    Route(
+        "GET",
+        "/registrations/by-token",
+        "registration_by_token",
+        "The registration a personal token (header X-Personal-Token) belongs to",
+    ),
+    Route(
+        "POST",
+        "/registrations/by-token/cancel",
+        "cancel_by_token",
+        "Cancel the registration a personal token (header X-Personal-Token) belongs to",
+    ),
+    Route(
+        "GET",
+        "/registrations/{registration_id}",
+        "registration",
+        "A registration with its status and waitlist position (personal token or staff)",
+    ),
+    Route(
+        "POST",
+        "/registrations/{registration_id}/cancel",
+        "cancel",
+        "Cancel a registration, freeing the seat (personal token, or staff as organiser)",
+    ),
+    Route(
+        "GET",
+        "/offerings/{offering_id}/registrations",
+        "offering_registrations",
+        "Staff: registrations of an offering",
+        staff=True,
+    ),
+    Route(
+        "PUT",
+        "/offerings/{offering_id}/sessions/{session_id}/attendance",
+        "attendance",
+        "Staff: record attendance for one session",
+        staff=True,
+    ),
+)
+
+
+def router(service: RegistrationService, settings: RegistrationSettings) -> APIRouter:
+    endpoints = RegistrationApi(service, settings)
+    staff = [Depends(staff_guard(settings.staff_token))]
+    api = APIRouter(tags=["registration"])
+    for route in ROUTES:
+        api.add_api_route(
+            route.path,
+            getattr(endpoints, route.endpoint),
+            methods=[route.method],
+            summary=route.summary,
+            dependencies=staff if route.staff else None,
+            **route.options,
+        )
     return api

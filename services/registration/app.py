@@ -8,7 +8,6 @@ from pathlib import Path
 from fastapi import APIRouter
 
 from qti_contracts import RoutingKey
-from qti_runtime.db import Database
 from qti_runtime.definition import Job, ServiceDefinition
 from services.registration import api, privacy
 from services.registration.consumers import SERVICE, subscriptions
@@ -18,13 +17,6 @@ from services.registration.settings import RegistrationSettings
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 __all__ = ["DEFINITION", "MIGRATIONS", "RegistrationSettings", "build_runtime", "create_app"]
-
-
-def registration_service(db: Database, settings: RegistrationSettings) -> RegistrationService:
-    # TODO(merge h/aggregate): `RegistrationService(db, settings)` there; then `service=RegistrationService`.
-    return RegistrationService(
-        db, offering_wait_seconds=settings.offering_wait_seconds, link_secret=settings.link_secret
-    )
 
 
 def jobs(service: RegistrationService, _settings: RegistrationSettings) -> list[Job]:
@@ -47,7 +39,7 @@ DEFINITION: ServiceDefinition[RegistrationSettings, RegistrationService] = Servi
     name=SERVICE,
     title="qti-net Anmeldung (registration)",
     settings=RegistrationSettings,
-    service=registration_service,
+    service=RegistrationService,
     subscriptions=subscriptions,
     publishes=(
         RoutingKey.REGISTRATION_CONFIRMED,

@@ -23,8 +23,8 @@ LIVE = (Status.CONFIRMED, Status.WAITLISTED)
 
 
 @dataclass(frozen=True)
-class OfferingSeats:
-    """What registration knows of an offering, with its seat counters, at the moment of a decision."""
+class Offering:
+    """What registration knows of an offering from catalogue: the facts its seat decisions rest on."""
 
     offering_id: str
     status: OfferingStatus
@@ -34,8 +34,12 @@ class OfferingSeats:
     first_session_start: datetime | None
     max_per_company: int | None
     waitlist_limit: int
-    confirmed: int
-    waitlisted: int
+
+    def has_begun(self, now: datetime) -> bool:
+        """Whether the first session has started (or the offering took place): no participant
+        cancellation and no promotion from the waiting list any more."""
+        start = self.first_session_start
+        return self.status == OfferingStatus.COMPLETED or (start is not None and now >= start)
 
 
 @dataclass
@@ -74,6 +78,12 @@ class LiveHolders:
         self.emails.add((offering_id, email))
         self.companies[(offering_id, company)] = self.companies.get((offering_id, company), 0) + 1
 
+    def remove(self, offering_id: str, email: str, company: str) -> None:
+        """A live registration ended; keys never loaded stay unknown (the database will tell)."""
+        self.emails.discard((offering_id, email))
+        if (offering_id, company) in self.companies:
+            self.companies[(offering_id, company)] = max(0, self.companies[(offering_id, company)] - 1)
+
 
 @dataclass(frozen=True)
 class Confirm:
@@ -95,14 +105,16 @@ Decision = Confirm | Waitlist | Reject
 
 
 def decide(
-    offering: OfferingSeats,
+    offering: Offering,
+    confirmed: int,
+    waitlisted: int,
     *,
     consent: bool,
     now: datetime,
     already_registered: bool,
     company_live_registrations: int,
 ) -> Decision:
-    """The outcome of one registration request; the caller holds the offering's lock."""
+    """The outcome of one registration request, given the seats taken (`confirmed`, `waitlisted`)."""
     if not consent:
         return Reject(
             RejectionReason.CONSENT_MISSING,
@@ -132,10 +144,10 @@ def decide(
             f"je Unternehmen sind höchstens {offering.max_per_company} Plätze möglich. Bitte sprechen "
             "Sie uns an, wenn weitere Beschäftigte teilnehmen sollen.",
         )
-    if offering.confirmed < offering.capacity:
+    if confirmed < offering.capacity:
         return Confirm()
-    if offering.waitlisted < offering.waitlist_limit:
-        return Waitlist(position=offering.waitlisted + 1)
+    if waitlisted < offering.waitlist_limit:
+        return Waitlist(position=waitlisted + 1)
     return Reject(
         RejectionReason.WAITLIST_FULL,
         "Das Angebot ist ausgebucht und die Warteliste ist voll. Bitte wählen Sie einen anderen Termin "
@@ -160,11 +172,6 @@ def offering_not_found_detail(offering_id: str) -> str:
 
 def invalid_request_detail(problems: str) -> str:
     return f"Die Anmeldung ist unvollständig oder fehlerhaft ({problems}). Bitte korrigieren Sie die Angaben."
-
-
-def seats_to_promote(capacity: int, confirmed: int, waitlisted: int) -> int:
-    """How many people move up from the waiting list (a capacity decrease never removes anyone)."""
-    return max(0, min(capacity - confirmed, waitlisted))
 
 
 def normalise_email(email: str) -> str:

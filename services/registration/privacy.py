@@ -8,8 +8,8 @@ What happens, in the lock order every handler uses (offering row `FOR UPDATE`, t
 
 1. The person's registrations are found by e-mail (stored trimmed and lower-cased; the address given is
    normalised the same way, NFC and lower case, so the match ignores case and surrounding spaces).
-2. Every registration that is still live and not yet history is cancelled through
-   `RegistrationService._cancel_registration` with cause `participant` (the person asked): the seat is
+2. Every registration that is still live and not yet history is cancelled through the public command
+   `RegistrationCommands.cancel_registration` with cause `participant` (the person asked): the seat is
    freed, the first on the waiting list is promoted, and `registration.cancelled` /
    `registration.confirmed` (`from_waitlist`) leave through the outbox, as for any cancellation.
    "Not yet history" means: waitlisted (always), or confirmed for a published offering whose first
@@ -20,10 +20,11 @@ What happens, in the lock order every handler uses (offering row `FOR UPDATE`, t
    band. Company data and all counters stay (they are not the person's data).
 4. The stored outcomes of the person's requests (`requests.outcome`, replayed to a client that repeats
    its request id) keep their shape, so a redelivered request is still answered idempotently, but their
-   participant is replaced by the same anonymous document.
+   participant (a rejection's `recipient`) is replaced by the same anonymous document.
 5. Requests still waiting for their offering (`deferred`, the envelope holds the person's data) are
    answered now with `registration.rejected` / `consent_missing` (asking to be forgotten withdraws the
-   consent); that also drops the envelope.
+   consent), through `RegistrationCommands.reject_deferred`; that also drops the envelope. The rejection
+   names no recipient: the person's data leave in no new event once they asked to be forgotten.
 
 Not covered, by nature:
 
@@ -43,6 +44,7 @@ import json
 import time
 import unicodedata
 import uuid
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
@@ -53,8 +55,9 @@ from qti_runtime.logging import get_logger
 from qti_runtime.ops import OpsError
 from qti_runtime.unit_of_work import UnitOfWork, unit_of_work
 from services.registration import store
+from services.registration.commands import RegistrationCommands
 from services.registration.domain import Status
-from services.registration.handlers import Decisions, RegistrationService, RequestContext
+from services.registration.settings import RegistrationSettings
 
 log = get_logger(__name__)
 
@@ -96,12 +99,12 @@ def anonymous_participant(registration_id: str) -> dict[str, Any]:
     }
 
 
-async def forget_person(db: Database, email: str) -> int:
+async def forget_person(db: Database, email: str, settings: RegistrationSettings | None = None) -> int:
     """Cancel the person's live registrations and anonymise everything kept of them; rows changed."""
     target = normalise(email)
     if not target:
         raise OpsError("no e-mail address given")
-    service = RegistrationService(db)
+    commands = RegistrationCommands(settings or RegistrationSettings(), lambda: datetime.now(UTC))
     deadline = time.monotonic() + OUTBOX_WAIT_SECONDS
     attempt = 0
     while True:
@@ -110,7 +113,7 @@ async def forget_person(db: Database, email: str) -> int:
                 waiting = await _unpublished_about(uow.conn, target)
                 if waiting:
                     raise _OutboxBusy(waiting)
-                return await _forget(uow, service, target)
+                return await _forget(uow, commands, target)
         except _OutboxBusy as busy:
             if time.monotonic() > deadline:
                 raise PurgeBlocked(
@@ -164,13 +167,18 @@ async def _lock_registrations(uow: UnitOfWork, target: str) -> list[asyncpg.Reco
 
 
 # A stored outcome keeps its shape (a repeated request is answered again), without the person in it.
+# A rejection names the person as its `recipient`, a registration as its `participant`.
 _SCRUB_OUTCOME: Final = (
-    "UPDATE requests SET outcome = jsonb_set(outcome, '{data,participant}', $2::jsonb), envelope = NULL"
-    " WHERE request_id = $1 AND outcome->'data' ? 'participant'"
+    "UPDATE requests SET outcome = CASE"
+    " WHEN jsonb_typeof(outcome->'data'->'recipient') = 'object'"
+    " THEN jsonb_set(outcome, '{data,recipient}', $2::jsonb)"
+    " ELSE jsonb_set(outcome, '{data,participant}', $2::jsonb) END, envelope = NULL"
+    " WHERE request_id = $1"
+    " AND (outcome->'data' ? 'participant' OR jsonb_typeof(outcome->'data'->'recipient') = 'object')"
 )
 
 
-async def _forget(uow: UnitOfWork, service: RegistrationService, target: str) -> int:
+async def _forget(uow: UnitOfWork, commands: RegistrationCommands, target: str) -> int:
     rows = await _lock_registrations(uow, target)
     correlation = str(uuid.uuid4())
     cancelled = 0
@@ -182,7 +190,7 @@ async def _forget(uow: UnitOfWork, service: RegistrationService, target: str) ->
             and row["not_begun"]
         )
         if waitlisted or upcoming:
-            await service._cancel_registration(
+            await commands.cancel_registration(
                 uow, row["registration_id"], CancellationCause.PARTICIPANT, CANCEL_REASON, correlation
             )
             cancelled += 1
@@ -200,18 +208,19 @@ async def _forget(uow: UnitOfWork, service: RegistrationService, target: str) ->
         changed += _count(await uow.conn.execute(_SCRUB_OUTCOME, row["request_id"], anonymous))
     # Outcomes naming the person whose registration row is gone or was never written (defensive).
     for request in await uow.conn.fetch(
-        "SELECT request_id FROM requests WHERE lower(btrim(outcome->'data'->'participant'->>'email')) = $1"
-        " ORDER BY request_id FOR UPDATE",
+        "SELECT request_id FROM requests"
+        " WHERE lower(btrim(coalesce(outcome->'data'->'participant',"
+        " outcome->'data'->'recipient')->>'email')) = $1 ORDER BY request_id FOR UPDATE",
         target,
     ):
         anonymous = json.dumps(anonymous_participant(request["request_id"]))
         changed += _count(await uow.conn.execute(_SCRUB_OUTCOME, request["request_id"], anonymous))
-    changed += await _reject_deferred(uow, service, target)
+    changed += await _reject_deferred(uow, commands, target)
     log.info("privacy.forgotten", registrations=len(rows), cancelled=cancelled, changed=changed)
     return changed
 
 
-async def _reject_deferred(uow: UnitOfWork, service: RegistrationService, target: str) -> int:
+async def _reject_deferred(uow: UnitOfWork, commands: RegistrationCommands, target: str) -> int:
     """Requests waiting for their offering are answered now (consent withdrawn); the envelope goes."""
     records = await uow.conn.fetch(
         "SELECT * FROM requests WHERE status = 'deferred'"
@@ -219,19 +228,8 @@ async def _reject_deferred(uow: UnitOfWork, service: RegistrationService, target
         " ORDER BY request_id FOR UPDATE",
         target,
     )
-    decisions = Decisions()
-    for record in records:
-        envelope = json.loads(record["envelope"])
-        ctx = RequestContext(
-            record["request_id"],
-            envelope.get("correlationid") or record["request_id"],
-            record["reply_to"],
-            record["correlation_id"],
-        )
-        service._reject(
-            uow, decisions, ctx, record["offering_id"], RejectionReason.CONSENT_MISSING, REJECT_DETAIL
-        )
-    await decisions.write(uow)
+    rows = [store.request_row(record) for record in records]
+    await commands.reject_deferred(uow, rows, RejectionReason.CONSENT_MISSING, REJECT_DETAIL)
     # Anything else still carrying the person's envelope (not expected: decided requests drop it).
     result: str = await uow.conn.execute(
         "UPDATE requests SET envelope = NULL WHERE status <> 'deferred'"

@@ -11,24 +11,31 @@ from typing import Any
 import asyncpg
 
 from qti_contracts import OfferingKind, OfferingState, OfferingStatus
-from services.registration.domain import LiveHolders, OfferingSeats, Status
+from services.registration.domain import LiveHolders, Offering, Status
+from services.registration.seats import OfferingSeats
 
 
-@dataclass
+@dataclass(frozen=True)
 class OfferingRow:
-    seats: OfferingSeats
+    offering: Offering
     sessions: list[dict[str, Any]]
     revision: int
+    confirmed: int
+    waitlisted: int
     seat_version: int
 
     @property
     def offering_id(self) -> str:
-        return self.seats.offering_id
+        return self.offering.offering_id
+
+    def seats(self) -> OfferingSeats:
+        """The offering's seat aggregate as stored (its live holders are loaded on demand)."""
+        return OfferingSeats(self.offering, self.confirmed, self.waitlisted, self.seat_version, self.revision)
 
 
 def _offering(record: asyncpg.Record) -> OfferingRow:
     return OfferingRow(
-        seats=OfferingSeats(
+        offering=Offering(
             offering_id=record["offering_id"],
             status=OfferingStatus(record["status"]),
             kind=OfferingKind(record["kind"]),
@@ -37,12 +44,26 @@ def _offering(record: asyncpg.Record) -> OfferingRow:
             first_session_start=record["first_session_start"],
             max_per_company=record["max_per_company"],
             waitlist_limit=record["waitlist_limit"],
-            confirmed=record["confirmed"],
-            waitlisted=record["waitlisted"],
         ),
         sessions=json.loads(record["sessions"]),
         revision=record["revision"],
+        confirmed=record["confirmed"],
+        waitlisted=record["waitlisted"],
         seat_version=record["seat_version"],
+    )
+
+
+def offering_of_state(state: OfferingState) -> Offering:
+    """The facts of catalogue's state, as `upsert_offering` stores them."""
+    return Offering(
+        offering_id=state.offering_id,
+        status=state.status,
+        kind=state.kind,
+        capacity=state.capacity,
+        registration_deadline=state.registration_deadline,
+        first_session_start=min((s.starts_at for s in state.sessions), default=None),
+        max_per_company=state.max_per_company,
+        waitlist_limit=state.waitlist_limit,
     )
 
 
@@ -72,6 +93,7 @@ async def upsert_offering(conn: asyncpg.Connection, state: OfferingState) -> Non
         }
         for s in state.sessions
     ]
+    facts = offering_of_state(state)
     await conn.execute(
         """
         INSERT INTO offerings (offering_id, status, kind, capacity, registration_deadline,
@@ -92,7 +114,7 @@ async def upsert_offering(conn: asyncpg.Connection, state: OfferingState) -> Non
         state.kind.value,
         state.capacity,
         state.registration_deadline,
-        min((s.starts_at for s in state.sessions), default=None),
+        facts.first_session_start,
         state.max_per_company,
         state.waitlist_limit,
         json.dumps(sessions),
@@ -368,7 +390,7 @@ class RequestRow:
     received_at: datetime
 
 
-def _request(record: asyncpg.Record) -> RequestRow:
+def request_row(record: asyncpg.Record) -> RequestRow:
     return RequestRow(
         request_id=record["request_id"],
         offering_id=record["offering_id"],
@@ -384,7 +406,7 @@ def _request(record: asyncpg.Record) -> RequestRow:
 
 async def get_request(conn: asyncpg.Connection, request_id: str) -> RequestRow | None:
     record = await conn.fetchrow("SELECT * FROM requests WHERE request_id = $1", request_id)
-    return _request(record) if record else None
+    return request_row(record) if record else None
 
 
 async def insert_pending(conn: asyncpg.Connection, request_id: str, offering_id: str) -> bool:
@@ -427,7 +449,7 @@ async def deferred_for(conn: asyncpg.Connection, offering_id: str) -> list[Reque
         " ORDER BY received_at FOR UPDATE",
         offering_id,
     )
-    return [_request(r) for r in records]
+    return [request_row(r) for r in records]
 
 
 async def expired_deferred(
@@ -440,7 +462,7 @@ async def expired_deferred(
         older_than_seconds,
         limit,
     )
-    return [_request(r) for r in records]
+    return [request_row(r) for r in records]
 
 
 # Attendance -------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from qti_contracts import (
     OfferingCancelled,
     OfferingState,
     OfferingStatus,
+    Participant,
     RawEvent,
     RegistrationAttendanceRecorded,
     RegistrationCancellationRequested,
@@ -300,6 +301,7 @@ class RegistrationService:
                 valid_identifier(event.data.get("offering_id")),
                 RejectionReason.INVALID_REQUEST,
                 domain.invalid_request_detail(readable_errors(request)),
+                recipient=_valid_participant(event.data.get("participant")),
             )
             return
         await self._decide(uow, decisions, ctx, request, envelope=event, may_defer=True)
@@ -344,7 +346,9 @@ class RegistrationService:
             else:
                 detail = domain.offering_not_found_detail(request.offering_id)
                 reason = RejectionReason.OFFERING_NOT_FOUND
-                self._reject(uow, decisions, ctx, request.offering_id, reason, detail)
+                self._reject(
+                    uow, decisions, ctx, request.offering_id, reason, detail, recipient=request.participant
+                )
                 return
         await self._decide_with_offering(uow, decisions, ctx, request, ledger)
 
@@ -369,7 +373,15 @@ class RegistrationService:
             company_live_registrations=company_count,
         )
         if isinstance(decision, Reject):
-            self._reject(uow, decisions, ctx, seats.offering_id, decision.reason, decision.detail)
+            self._reject(
+                uow,
+                decisions,
+                ctx,
+                seats.offering_id,
+                decision.reason,
+                decision.detail,
+                recipient=request.participant,
+            )
             return
         registration_id = str(uuid.uuid4())
         token = self.personal_token(ctx.request_id)
@@ -416,9 +428,15 @@ class RegistrationService:
         offering_id: str | None,
         reason: RejectionReason,
         detail: str,
+        *,
+        recipient: Participant | None = None,
     ) -> None:
         outcome = RegistrationRejected(
-            request_id=ctx.request_id, offering_id=offering_id, reason=reason, detail=detail
+            request_id=ctx.request_id,
+            offering_id=offering_id,
+            reason=reason,
+            detail=detail,
+            recipient=recipient,
         )
         type_ = RoutingKey.REGISTRATION_REJECTED
         self._answer(uow, decisions, ctx, offering_id, type_, outcome, subject=ctx.request_id)
@@ -673,6 +691,7 @@ class RegistrationService:
                 offering_id,
                 RejectionReason.OFFERING_NOT_OPEN,
                 domain.not_open_detail(OfferingStatus.CANCELLED),
+                recipient=_valid_participant(((row.envelope or {}).get("data") or {}).get("participant")),
             )
         await decisions.write(uow)
 
@@ -819,3 +838,11 @@ def _view(row: store.RegistrationRow, position: int | None) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
     }
+
+
+def _valid_participant(data: object) -> Participant | None:
+    """The request's participant if it is valid (whom notification tells about the rejection)."""
+    try:
+        return Participant.model_validate(data)
+    except ValidationError:
+        return None

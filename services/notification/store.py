@@ -1,4 +1,11 @@
-"""SQL of the notification service (tables in migrations/0001_notification.sql)."""
+"""SQL of the notification service (tables in migrations/).
+
+Plain statements, one per kind of change; a batch of outcomes writes its rows set-wise (`unnest`), one
+statement per table, however many outcomes it holds. Measured against the former single statement of
+four CTEs per outcome (`python -m bench.notification_outcomes`, both revisions in one sitting on the
+loaded two-core machine, 2026-12-07): batches of 1: 54 against 34 outcomes/s; batches of 50: 757
+against 195 outcomes/s. Nothing demands the merged form.
+"""
 
 from __future__ import annotations
 

@@ -235,13 +235,13 @@ def build_outgoing(
 ) -> OutgoingMail | EmailMessage:
     """The same message as :func:`build_message`, serialised directly: the sender's one mail path.
 
-    Why hand-written, measured (`python -m bench.mail_build`, both in one sitting, 2 shared cores,
-    2026-12-07): building and flattening an `EmailMessage` as aiosmtplib does costs 34-38 times as much
-    as this (about 10 ms against 0.29 ms per confirmation mail with .ics on the loaded machine; rendering
-    the Jinja2 templates, shared by both, about 1.2 ms). Nearly all of it is the `email` package parsing
-    every header when it is set and refolding it when flattened. At 10 ms a mail one core would send
-    about 100 mails/s, a third of notification's goal of 300 mails/s (docs/performance.md), and end to end
-    it would more than double the CPU spent per registration.
+    Why hand-written, measured (`python -m bench.mail_build`, both in one sitting, rounds alternating, on
+    the two shared cores, 2026-12-07, two runs): building an `EmailMessage` and flattening it as
+    aiosmtplib does costs 34-40 times as much as this: 9.9-11.5 ms against 0.29 ms per confirmation mail
+    with .ics (the Jinja2 rendering both share: 1.1-1.2 ms). Nearly all of it is the `email` package
+    parsing every header when it is set and refolding it when flattened. At 10 ms a mail one core sends
+    about 100 mails/s, a third of notification's goal of 300 mails/s (docs/performance.md), and end to
+    end the CPU per registration (3.7-4.7 ms, all services) would more than triple.
 
     Text and HTML are quoted-printable, the ``.ics`` base64, headers RFC 2047-encoded ASCII; the tests
     check that it parses to the same message as :func:`build_message`. Non-ASCII addresses (SMTPUTF8)

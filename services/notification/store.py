@@ -2,9 +2,11 @@
 
 Plain statements, one per kind of change; a batch of outcomes writes its rows set-wise (`unnest`), one
 statement per table, however many outcomes it holds. Measured against the former single statement of
-four CTEs per outcome (`python -m bench.notification_outcomes`, both revisions in one sitting on the
-loaded two-core machine, 2026-12-07): batches of 1: 54 against 34 outcomes/s; batches of 50: 757
-against 195 outcomes/s. Nothing demands the merged form.
+four CTEs per outcome (`python -m bench.notification_outcomes`, 1,000 outcomes, old and new run in turn
+four times in one sitting on the two shared cores, 2026-12-07, load average 9-20, so wide ranges):
+batches of 1 (a quiet system) old 34-276, new 54-279 outcomes/s (the new code makes about twice the round
+trips, 3.6-13 ms a batch, and looks up whether an address had mail before); batches of 50 (under load)
+old 195-1,808, new 757-3,073 outcomes/s. Nothing demands the merged form.
 """
 
 from __future__ import annotations

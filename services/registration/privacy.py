@@ -206,6 +206,14 @@ async def _forget(uow: UnitOfWork, service: RegistrationService, target: str) ->
     ):
         anonymous = json.dumps(anonymous_participant(request["request_id"]))
         changed += _count(await uow.conn.execute(_SCRUB_OUTCOME, request["request_id"], anonymous))
+    # A rejection's stored outcome names its recipient (for notification's mail): the recipient goes.
+    changed += _count(
+        await uow.conn.execute(
+            "UPDATE requests SET outcome = outcome #- '{data,recipient}', envelope = NULL"
+            " WHERE lower(btrim(outcome->'data'->'recipient'->>'email')) = $1",
+            target,
+        )
+    )
     changed += await _reject_deferred(uow, service, target)
     log.info("privacy.forgotten", registrations=len(rows), cancelled=cancelled, changed=changed)
     return changed

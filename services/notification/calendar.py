@@ -36,6 +36,48 @@ def _address(email: str, name: str | None, **params: str) -> vCalAddress:
     return address
 
 
+def _vevent(
+    session: SessionInfo,
+    dtstamp: datetime,
+    sequence: int,
+    method: Method,
+    organizer: vCalAddress,
+    attendee: vCalAddress | None,
+) -> Event:
+    """One session's VEVENT without its texts (summary, location, description)."""
+    event = Event()
+    event.add("uid", session_uid(session.session_id))
+    event.add("dtstamp", dtstamp)
+    event.add("sequence", sequence)
+    event.add("dtstart", to_berlin(session.starts_at))
+    event.add("dtend", to_berlin(session.ends_at))
+    event.add("organizer", organizer)
+    if attendee is not None:
+        event.add("attendee", attendee)
+    event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
+    event.add("transp", "OPAQUE")
+    return event
+
+
+def _description(description: str, node_name: str | None, node_address: str | None) -> str:
+    text_parts = [clean_paragraph(description, 2000)]
+    if node_name or node_address:
+        text_parts.append(
+            "Veranstalter: " + ", ".join(clean_line(p, 300) for p in (node_name, node_address) if p)
+        )
+    return "\n\n".join(p for p in text_parts if p)
+
+
+def _calendar(method: Method) -> Calendar:
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", method)
+    cal.add_component(berlin_vtimezone())
+    return cal
+
+
 def build_ics(
     *,
     offering_id: str,
@@ -66,44 +108,27 @@ def build_ics(
 
     dtstamp = (stamp or datetime.now(UTC)).astimezone(UTC)
     summary_base = clean_line(title, 200) or "Veranstaltung"
-    text_parts = [clean_paragraph(description, 2000)]
-    if node_name or node_address:
-        text_parts.append(
-            "Veranstalter: " + ", ".join(clean_line(p, 300) for p in (node_name, node_address) if p)
-        )
-    body = "\n\n".join(p for p in text_parts if p)
-
-    cal = Calendar()
-    cal.add("prodid", PRODID)
-    cal.add("version", "2.0")
-    cal.add("calscale", "GREGORIAN")
-    cal.add("method", method)
-    cal.add_component(berlin_vtimezone())
+    body = _description(description, node_name, node_address)
+    cal = _calendar(method)
 
     ordered = sorted(sessions, key=lambda s: to_berlin(s.starts_at))
-    total = len(ordered)
+    organizer = _address(organizer_email, organizer_name)
+    attendee = (
+        _address(attendee_email, attendee_name, role="REQ-PARTICIPANT", rsvp="FALSE")
+        if attendee_email
+        else None
+    )
     for index, session in enumerate(ordered, start=1):
-        event = Event()
-        event.add("uid", session_uid(session.session_id))
-        event.add("dtstamp", dtstamp)
-        event.add("sequence", sequence)
-        event.add("dtstart", to_berlin(session.starts_at))
-        event.add("dtend", to_berlin(session.ends_at))
-        summary = summary_base if total == 1 else f"{summary_base} (Termin {index} von {total})"
-        event.add("summary", summary)
+        event = _vevent(session, dtstamp, sequence, method, organizer, attendee)
+        event.add(
+            "summary",
+            summary_base if len(ordered) == 1 else f"{summary_base} (Termin {index} von {len(ordered)})",
+        )
         location = clean_line(session.location, 300) or clean_line(node_address or "", 300)
         if location:
             event.add("location", location)
         if body:
             event.add("description", body)
-        event.add("organizer", _address(organizer_email, organizer_name))
-        if attendee_email:
-            event.add(
-                "attendee",
-                _address(attendee_email, attendee_name, role="REQ-PARTICIPANT", rsvp="FALSE"),
-            )
-        event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
-        event.add("transp", "OPAQUE")
         event.add("x-qti-offering-id", clean_line(offering_id, 100))
         cal.add_component(event)
     ical: bytes = cal.to_ical()

@@ -10,11 +10,11 @@ from qti_runtime.broker import QueueSpec
 from qti_runtime.consumer import Subscription
 from qti_runtime.settings import Settings
 from services.notification.handlers import NotificationHandlers
+from services.notification.outcomes import OUTCOME_TYPES
 
 SERVICE: Final = "notification"
 
 ROUTING_KEYS: Final = (
-    RoutingKey.REGISTRATION_REQUESTED,  # only to know whom to tell about a rejection
     RoutingKey.REGISTRATION_CONFIRMED,
     RoutingKey.REGISTRATION_WAITLISTED,
     RoutingKey.REGISTRATION_REJECTED,
@@ -37,17 +37,7 @@ def subscriptions(handlers: NotificationHandlers, settings: Settings) -> list[Su
             handlers.handlers(),
             title="notification.events:consume",
             description="Registration outcomes and catalogue changes → delivery-log rows (mails to send).",
-            # Requests and outcomes, the bulk of the traffic, many to a transaction; the rest one by one.
-            batching=Batching(
-                handlers.on_batch,
-                max_size=max(1, settings.prefetch // 2),
-                types=frozenset(
-                    {
-                        RoutingKey.REGISTRATION_REQUESTED,
-                        RoutingKey.REGISTRATION_CONFIRMED,
-                        RoutingKey.REGISTRATION_WAITLISTED,
-                    }
-                ),
-            ),
+            # Outcomes, the bulk of the traffic, many to a transaction; the rest one by one.
+            batching=Batching(handlers.on_batch, max_size=max(1, settings.prefetch // 2), types=OUTCOME_TYPES),
         )
     ]

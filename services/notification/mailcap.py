@@ -28,7 +28,7 @@ log = get_logger(__name__)
 UNSOLICITED_TEMPLATES: Final = frozenset({"rejected", "waitlisted"})
 DAY: Final = 86_400
 
-# Uses the expression indexes of migrations/0002_mail_cap.sql.
+# Uses the expression indexes `recipients_email` (migrations/0002) and `deliveries_email` (0003).
 _CONFIRMED = """
 SELECT EXISTS (SELECT 1 FROM recipients WHERE lower(btrim(email)) = lower(btrim($1)) AND status = 'confirmed')
     OR EXISTS (SELECT 1 FROM deliveries WHERE lower(btrim(email)) = lower(btrim($1))

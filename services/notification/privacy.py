@@ -3,8 +3,6 @@
 `forget_person(db, email)` removes or anonymises, in one transaction, everything notification keeps of
 one person, and returns the number of rows changed. The SQL of the purge lives here.
 
-* `requests` (name and address kept until a request's outcome arrives, for a rejection mail): deleted.
-  A rejection arriving later finds no address and is kept without one, as for any unknown request.
 * `recipients` (per registration): name, address and gender are cleared (`NULL`), exactly the shape of
   a tombstone. So later events for those registrations mail nobody: a cancellation is recorded without
   a mail, offering changes and cancellations skip recipients without an address (`live_recipients`).
@@ -16,8 +14,8 @@ one person, and returns the number of rows changed. The SQL of the purge lives h
   A mail that a sender is handing to the SMTP server at this very moment may still arrive; its `sent`
   mark is then refused (the row is no longer `sending`), so the log says `skipped`.
 
-The address is matched case-insensitively (trimmed, NFC, `lower()`). Handlers of one registration or
-request serialise on a transaction-scoped advisory lock (`store.lock`); the purge takes the same locks,
+The address is matched case-insensitively (trimmed, NFC, `lower()`). Handlers of one registration
+serialise on a transaction-scoped advisory lock (`store.lock`); the purge takes the same locks,
 in a fixed order, before it touches the rows, then locks recipients before deliveries as the handlers do.
 A deadlock or serialisation failure with a concurrent handler is retried.
 
@@ -54,7 +52,7 @@ def normalise(email: str) -> str:
 
 
 async def forget_person(db: Database, email: str) -> int:
-    """Delete the person's requests, anonymise recipients and deliveries, stop unsent mails; rows changed."""
+    """Anonymise the person's recipients and deliveries, stop unsent mails; returns the rows changed."""
     target = normalise(email)
     if not target:
         raise OpsError("no e-mail address given")
@@ -71,22 +69,14 @@ async def forget_person(db: Database, email: str) -> int:
 
 
 async def _forget(conn: asyncpg.Connection, target: str) -> int:
-    keys: set[tuple[str, str]] = set()
-    for row in await conn.fetch(f"SELECT registration_id FROM recipients WHERE {_MATCH}", target):
-        keys.add(("registration", row["registration_id"]))
-    for row in await conn.fetch(f"SELECT request_id FROM requests WHERE {_MATCH}", target):
-        keys.add(("request", row["request_id"]))
-    for row in await conn.fetch(
-        f"SELECT DISTINCT registration_id, request_id FROM deliveries WHERE {_MATCH}", target
-    ):
-        if row["registration_id"] is not None:
-            keys.add(("registration", row["registration_id"]))
-        elif row["request_id"] is not None:
-            keys.add(("request", row["request_id"]))
-    for namespace, key in sorted(keys):
-        await store.lock(conn, namespace, key)
-
-    requests = _count(await conn.execute(f"DELETE FROM requests WHERE {_MATCH}", target))
+    registrations = await conn.fetch(
+        f"SELECT registration_id FROM recipients WHERE {_MATCH}"
+        f" UNION SELECT registration_id FROM deliveries WHERE {_MATCH} AND registration_id IS NOT NULL"
+        " ORDER BY 1",
+        target,
+    )
+    for row in registrations:
+        await store.lock(conn, "registration", row["registration_id"])
     recipients = _count(
         await conn.execute(
             "UPDATE recipients SET given_name = NULL, family_name = NULL, email = NULL,"
@@ -109,8 +99,8 @@ async def _forget(conn: asyncpg.Connection, target: str) -> int:
             FORGOTTEN,
         )
     )
-    log.info("privacy.forgotten", requests=requests, recipients=recipients, deliveries=deliveries)
-    return requests + recipients + deliveries
+    log.info("privacy.forgotten", recipients=recipients, deliveries=deliveries)
+    return recipients + deliveries
 
 
 def _count(status: str) -> int:

@@ -191,6 +191,9 @@ class MailContext:
     network_email: str = "kontakt@qti-net.example"
     privacy_url: str | None = None
     has_calendar: bool = True  # whether an .ics file is attached (the text mentions it)
+    # The first mail to an address says what is done with data the person may not have given us
+    # themselves (a company coordinator registered them): DSGVO Art. 14.
+    privacy_notice: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,6 +513,7 @@ def build_template_context(case: str, ctx: MailContext) -> dict[str, Any]:
         "network_email": clean_line(ctx.network_email, 254),
         "privacy_url": clean_line(ctx.privacy_url, 500) if ctx.privacy_url else "",
         "has_calendar": ctx.has_calendar,
+        "privacy_notice": ctx.privacy_notice,
     }
 
 

@@ -53,6 +53,7 @@ from qti_runtime.logging import get_logger
 from qti_runtime.unit_of_work import unit_of_work
 from services.notification import domain, store
 from services.notification.calendar import build_ics
+from services.notification.deliveries import PRIVACY_NOTICE
 from services.notification.mail import (
     MailAddress,
     OutgoingMail,
@@ -81,7 +82,6 @@ from services.notification.store import DeliveryRow, OfferingRow
 log = get_logger(__name__)
 
 SOURCE: Final = "/notification"
-PURGE_EVERY_SECONDS: Final = 600.0
 ICS_CACHE_SIZE: Final = 256
 MARK_BATCH: Final = 200  # `sent` marks per transaction
 
@@ -118,6 +118,27 @@ def smtp_settings(settings: NotificationSettings) -> SmtpSettings:
     )
 
 
+def _offering_info(state: OfferingState) -> OfferingInfo:
+    return OfferingInfo(
+        offering_id=state.offering_id,
+        title=state.title,
+        kind=state.kind.value,
+        description=state.description,
+        fee_eur=state.fee_eur,
+        sessions=tuple(_session_info(s) for s in state.sessions),
+        registration_deadline=state.registration_deadline,
+    )
+
+
+def _ics_method(template: str) -> Literal["REQUEST", "CANCEL"] | None:
+    """Which calendar attachment a template's mail carries, if any."""
+    if template in domain.ICS_REQUEST_TEMPLATES:
+        return "REQUEST"
+    if template in domain.ICS_CANCEL_TEMPLATES:
+        return "CANCEL"
+    return None
+
+
 def _session_info(session: Session) -> SessionInfo:
     return SessionInfo(
         session_id=session.session_id,
@@ -142,7 +163,6 @@ class Sender:
         self._sender_address = MailAddress(settings.mail_from_address, settings.mail_from_name)
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._last_purge = 0.0
         self._cap = MailCap(settings)
         self._ics_cache: dict[tuple[str, int, str, int, str, str], bytes] = {}
         # Accepted by SMTP, `sent` mark not committed yet: recorded together by one flusher task.
@@ -165,7 +185,6 @@ class Sender:
                         claimed = await self._claim_and_start(limit)
                         if claimed == limit and free - claimed >= threshold:
                             continue  # probably more due right now
-                        await self._maybe_purge()
                     await self._wait(room=concurrency - len(self._in_flight) >= threshold)
             finally:
                 with contextlib.suppress(Exception):
@@ -200,16 +219,6 @@ class Sender:
             # `sent` marks of mails the server already took: losing them means duplicates.
             await asyncio.wait({self._marker}, timeout=self.settings.send_lease_seconds / 2)
         await self.pool.close()
-
-    async def _maybe_purge(self) -> None:
-        now = time.monotonic()
-        if now - self._last_purge < PURGE_EVERY_SECONDS:
-            return
-        self._last_purge = now
-        async with self.db.pool.acquire() as conn:
-            purged = await store.purge_requests(conn, self.settings.request_retention_days)
-        if purged:
-            log.info("requests.purged", count=purged)
 
     async def _claim_and_start(self, limit: int) -> int:
         async with self.db.pool.acquire() as conn:
@@ -286,69 +295,32 @@ class Sender:
 
     def prepare(self, row: DeliveryRow, replicas: Replicas) -> OutgoingMail | EmailMessage | Skip:
         """Render the mail of `row` from the replicas (or tell why it must not go out any more)."""
-        params = row.params
         offering_row = replicas.offerings.get(row.offering_id) if row.offering_id else None
         state = offering_row.state if offering_row is not None else None
         if row.template == "reminder":
             skip = self._reminder_obsolete(row, offering_row, replicas)
             if skip is not None:
                 return skip
-        if state is None and row.template != "rejected":
-            raise CatalogueDataMissing(f"Angebot {row.offering_id}")
         node_record = replicas.nodes.get(state.node_id) if state is not None else None
-        if node_record is None and row.template != "rejected":
-            raise CatalogueDataMissing(f"Knoten {state.node_id if state else '?'}")
-
-        offering = (
-            OfferingInfo(
-                offering_id=state.offering_id,
-                title=state.title,
-                kind=state.kind.value,
-                description=state.description,
-                fee_eur=state.fee_eur,
-                sessions=tuple(_session_info(s) for s in state.sessions),
-                registration_deadline=state.registration_deadline,
-            )
-            if state is not None
-            else None
-        )
+        if row.template != "rejected":
+            if state is None:
+                raise CatalogueDataMissing(f"Angebot {row.offering_id}")
+            if node_record is None:
+                raise CatalogueDataMissing(f"Knoten {state.node_id}")
+        offering = _offering_info(state) if state is not None else None
         node = (
             NodeInfo(name=node_record["name"], address=node_record["address"], host=node_record["host"])
             if node_record is not None
             else None
         )
-        ics_method: Literal["REQUEST", "CANCEL"] | None = None
-        if offering is not None and node is not None:
-            if row.template in domain.ICS_REQUEST_TEMPLATES:
-                ics_method = "REQUEST"
-            elif row.template in domain.ICS_CANCEL_TEMPLATES:
-                ics_method = "CANCEL"
-        note = params.get("reason")
-        if row.template == "offering_cancelled" and not note and offering_row is not None:
-            note = offering_row.cancel_reason
-        previous = tuple(
-            _session_info(Session.model_validate(s)) for s in params.get("previous_sessions") or ()
+        ics_method = _ics_method(row.template) if offering is not None and node is not None else None
+        rendered = render_mail(
+            row.template, self._context(row, replicas, offering, node, offering_row, ics_method)
         )
-        person = row.person
-        context = MailContext(
-            recipient=Recipient(person.given_name, person.family_name, person.email, person.gender),
-            offering=offering,
-            node=node,
-            registration_id=row.registration_id,
-            waitlist_position=params.get("position"),
-            rejection_reason=params.get("reason") if row.template == "rejected" else None,
-            rejection_detail=params.get("detail"),
-            cancellation_cause=params.get("cause"),
-            note=note if row.template != "rejected" else None,
-            previous_sessions=previous,
-            personal_link=self._personal_link(row, replicas),
-            network_email=self.settings.network_email,
-            has_calendar=ics_method is not None,
-        )
-        rendered = render_mail(row.template, context)
         ics: bytes | None = None
         if ics_method is not None and state is not None and offering is not None and node is not None:
             ics = self._calendar(state, offering, node, ics_method, self._sequence(ics_method, offering_row))
+        person = row.person
         return build_outgoing(
             rendered=rendered,
             sender=self._sender_address,
@@ -356,6 +328,41 @@ class Sender:
             message_id=row.message_id,
             ics=ics,
             ics_method=ics_method or "REQUEST",
+        )
+
+    def _context(
+        self,
+        row: DeliveryRow,
+        replicas: Replicas,
+        offering: OfferingInfo | None,
+        node: NodeInfo | None,
+        offering_row: OfferingRow | None,
+        ics_method: Literal["REQUEST", "CANCEL"] | None,
+    ) -> MailContext:
+        params = row.params
+        rejected = row.template == "rejected"
+        note = params.get("reason")
+        if row.template == "offering_cancelled" and not note and offering_row is not None:
+            note = offering_row.cancel_reason
+        previous = tuple(
+            _session_info(Session.model_validate(s)) for s in params.get("previous_sessions") or ()
+        )
+        person = row.person
+        return MailContext(
+            recipient=Recipient(person.given_name, person.family_name, person.email, person.gender),
+            offering=offering,
+            node=node,
+            registration_id=row.registration_id,
+            waitlist_position=params.get("position"),
+            rejection_reason=params.get("reason") if rejected else None,
+            rejection_detail=params.get("detail"),
+            cancellation_cause=params.get("cause"),
+            note=note if not rejected else None,
+            previous_sessions=previous,
+            personal_link=self._personal_link(row, replicas),
+            network_email=self.settings.network_email,
+            has_calendar=ics_method is not None,
+            privacy_notice=bool(params.get(PRIVACY_NOTICE)),
         )
 
     def _calendar(

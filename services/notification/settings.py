@@ -46,8 +46,6 @@ class NotificationSettings(Settings):
     unsolicited_mails_per_day: int = Field(
         default=3, ge=0, description="rejection/waiting-list mails per day to a never-confirmed address"
     )
-    # Unanswered registration requests (whose outcome never came) are forgotten after this many days.
-    request_retention_days: float = Field(default=30.0, gt=0)
 
     @property
     def send_timeout(self) -> float:

@@ -17,13 +17,12 @@ from notification.test_service import (
     notification_settings,
     outcome,
     participant,
-    request,
+    rejection,
     smtp,
     start_harness,
     stop_harness,
 )
 
-from qti_contracts import make_event
 from qti_runtime.settings import Settings
 from support import eventually
 
@@ -40,12 +39,9 @@ async def capped(settings: Settings, smtp: SmtpServer) -> AsyncIterator[Harness]
 
 
 async def reject(h: Harness, email: str, request_id: str, reason: str = "consent_missing") -> None:
-    """A request in `email`'s name and its rejection, as registration would publish them."""
+    """The rejection of a request in `email`'s name, as registration would publish it."""
     person = participant("Opfer", "Unbekannt", email)
-    requested = make_event("registration.requested", request(person), source="/tests", id_=request_id)
-    await h.publish_raw("registration.requested", requested.model_dump_json().encode(), request_id)
-    rejection = {"request_id": request_id, "offering_id": "off-hv", "reason": reason, "detail": "Abgelehnt."}
-    await h.publish("registration.rejected", rejection)
+    await h.publish("registration.rejected", rejection(request_id, person, reason, "Abgelehnt."))
 
 
 async def settled(h: Harness, count: int) -> list[dict[str, str]]:

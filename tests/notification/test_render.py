@@ -135,6 +135,26 @@ def test_every_case_renders_in_german(case: str) -> None:
     assert "\r" not in mail.subject and "\n" not in mail.subject
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_art_14_notice_says_who_what_why_how_long_and_the_rights(case: str) -> None:
+    """The first mail to an address (someone else may have registered the person): DSGVO Art. 14."""
+    assert "Art. 14" not in render_mail(case, context()).text
+    mail = render_mail(case, context(privacy_notice=True))
+    assert_clean(mail.text, mail.html)
+    assert (
+        '<h2 style="font-size:16px;margin:8px 0;">Informationen zum Datenschutz (Art. 14 DSGVO)</h2>'
+        in mail.html
+    )
+    for part in (mail.text, mail.html):
+        assert "Informationen zum Datenschutz (Art. 14 DSGVO)" in part
+        for point in ("Verantwortlich:", "Welche Daten:", "Wozu:", "Wie lange:", "Ihre Rechte:"):
+            assert point in part, point
+        assert "Ansprechperson Ihres Unternehmens" in part and "kontakt@qti-net.example" in part
+        assert "Landesbeauftragten für den Datenschutz" in part
+    # The mail's own content is all still there, before the notice.
+    assert mail.text.index(KEY_PHRASES[case][0]) < mail.text.index("Art. 14 DSGVO")
+
+
 @pytest.mark.parametrize("reason", REJECTION_REASONS)
 def test_each_rejection_reason_is_explained(reason: str) -> None:
     mail = render_mail("rejected", context(rejection_reason=reason))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from qti_contracts.envelope import RawEvent
+from qti_contracts.topology import RoutingKey
 from qti_runtime.batching import Batching
 from qti_runtime.broker import QueueSpec
 from qti_runtime.consumer import Delivery, Subscription
@@ -12,7 +13,11 @@ from qti_runtime.db import Database
 from services.catalogue.handlers import handle_registration_event, handle_registration_events
 
 SERVICE = "catalogue"
-REGISTRATION_EVENTS = ("registration.confirmed", "registration.waitlisted", "registration.cancelled")
+REGISTRATION_EVENTS = (
+    RoutingKey.REGISTRATION_CONFIRMED,
+    RoutingKey.REGISTRATION_WAITLISTED,
+    RoutingKey.REGISTRATION_CANCELLED,
+)
 
 
 def registrations_spec(delivery_limit: int = 5) -> QueueSpec:

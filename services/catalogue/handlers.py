@@ -25,6 +25,7 @@ from qti_contracts.events import (
     RegistrationWaitlisted,
 )
 from qti_contracts.registry import parse_data, readable_errors
+from qti_contracts.topology import RoutingKey
 from qti_runtime.consumer import DeadLetter
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
@@ -52,11 +53,6 @@ log = get_logger(__name__)
 SOURCE = "/catalogue"
 REGISTRATIONS_CONSUMER = "catalogue.registrations"
 EVENT_NAMESPACE = UUID("0b9f3c57-7a0e-4b63-9a55-3c1d7f1f4e21")
-
-OFFERING_PUBLISHED = "catalogue.offering.published"
-OFFERING_UPDATED = "catalogue.offering.updated"
-OFFERING_CANCELLED = "catalogue.offering.cancelled"
-NODE_PUBLISHED = "catalogue.node.published"
 
 
 # --- outcomes the API turns into problem details ------------------------------------------------
@@ -116,11 +112,11 @@ def emit_offering_cancelled(uow: UnitOfWork, offering: Offering, reason: str) ->
     payload = {**offering_cancelled_payload(offering.offering_id, reason), "revision": offering.revision}
     OfferingCancelled.model_validate(payload)
     event = make_event(
-        OFFERING_CANCELLED,
+        RoutingKey.OFFERING_CANCELLED,
         payload,
         source=SOURCE,
         subject=str(offering.offering_id),
-        id_=event_id_for(OFFERING_CANCELLED, offering.offering_id, offering.revision),
+        id_=event_id_for(RoutingKey.OFFERING_CANCELLED, offering.offering_id, offering.revision),
     )
     uow.emit(event)
     return event.id
@@ -131,11 +127,11 @@ def emit_node_published(uow: UnitOfWork, node: Node) -> str:
     NodePublished.model_validate(payload)
     version = store.compute_digest(payload)
     event = make_event(
-        NODE_PUBLISHED,
+        RoutingKey.NODE_PUBLISHED,
         payload,
         source=SOURCE,
         subject=str(node.node_id),
-        id_=event_id_for(NODE_PUBLISHED, node.node_id, version),
+        id_=event_id_for(RoutingKey.NODE_PUBLISHED, node.node_id, version),
     )
     uow.emit(event)
     return event.id
@@ -233,7 +229,7 @@ async def edit_offering(
             return current  # nothing really changed: keep revision and etag
         await store.update_offering(uow.conn, new, replace_sessions="sessions" in changes)
         if new.status is OfferingStatus.PUBLISHED:
-            emit_offering_state(uow, OFFERING_UPDATED, new)
+            emit_offering_state(uow, RoutingKey.OFFERING_UPDATED, new)
         return await _reload(uow, offering_id)
 
 
@@ -257,7 +253,7 @@ async def publish_offering(
         if problems:
             raise Invalid(problems)
         await store.update_offering(uow.conn, new, replace_sessions=False)
-        emit_offering_state(uow, OFFERING_PUBLISHED, new)
+        emit_offering_state(uow, RoutingKey.OFFERING_PUBLISHED, new)
         return await _reload(uow, offering_id)
 
 
@@ -283,7 +279,7 @@ async def complete_offering(
         _check_if_match(current, if_match)
         new = _transitioned(current.offering, OfferingStatus.COMPLETED)
         await store.update_offering(uow.conn, new, replace_sessions=False)
-        emit_offering_state(uow, OFFERING_UPDATED, new)
+        emit_offering_state(uow, RoutingKey.OFFERING_UPDATED, new)
         return await _reload(uow, offering_id)
 
 

@@ -44,6 +44,7 @@ PUBLISHED: dict[str, Sequence[str]] = {
         RoutingKey.OFFERING_UPDATED,
         RoutingKey.OFFERING_CANCELLED,
         RoutingKey.NODE_PUBLISHED,
+        RoutingKey.NODE_UPDATED,
     ),
     "notification": (RoutingKey.NOTIFICATION_SENT, RoutingKey.NOTIFICATION_FAILED),
     "reporting": (RoutingKey.KPI_UPDATED,),

@@ -649,7 +649,8 @@ class NodePublished(Payload):
     opened_on: date
     description: OptionalReasonText = Field(default=None, description="A short description (German).")
     revision: PositiveInt | None = Field(
-        default=None, description="Increases with every change; consumers ignore updates with a lower revision."
+        default=None,
+        description="Increases with every change; consumers ignore updates with a lower revision.",
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import Response
@@ -16,12 +17,10 @@ from qti_contracts.events import OfferingStatus
 from qti_runtime.db import Database
 from qti_runtime.http import Problem, staff_guard
 from qti_runtime.service import ServiceRuntime
-from services.catalogue import handlers, store
+from services.catalogue import handlers, node_commands, store
 from services.catalogue.calendar import node_calendar
-from services.catalogue.domain import Node
+from services.catalogue.handlers import NODE_NOT_FOUND, OFFERING_NOT_FOUND
 from services.catalogue.http_errors import (
-    NODE_NOT_FOUND,
-    OFFERING_NOT_FOUND,
     command_problem,
     field_problem,
     install_german_validation,
@@ -29,8 +28,10 @@ from services.catalogue.http_errors import (
 )
 from services.catalogue.http_models import (
     CancelBody,
+    NodeCreate,
     NodeList,
     NodeOut,
+    NodePatch,
     OfferingCreate,
     OfferingOut,
     OfferingPage,
@@ -44,6 +45,9 @@ from services.catalogue.representations import (
     draft_of,
     json_response,
     listing_response,
+    node_changes,
+    node_of,
+    node_out,
     offering_changes,
     public_offering,
     staff_offering_response,
@@ -65,19 +69,6 @@ PublicStatusQuery = Annotated[
 StaffStatusQuery = Annotated[list[OfferingStatus] | None, Query(description="Standard: alle.")]
 
 
-def _node_out(node: Node) -> NodeOut:
-    return NodeOut(
-        node_id=node.node_id,
-        name=node.name,
-        town=node.town,
-        county=node.county,
-        host=node.host,
-        address=node.address,
-        opened_on=node.opened_on,
-        calendar_url=f"/nodes/{node.node_id}/calendar.ics",
-    )
-
-
 def _cancel_reason(body: CancelBody) -> str:
     reason = body.reason.strip()
     if not reason:
@@ -97,8 +88,17 @@ class PublicEndpoints:
 
     async def list_nodes(self) -> Response:
         async with self._db.pool.acquire() as conn:
-            nodes = await store.list_nodes(conn)
-        return json_response(NodeList(items=[_node_out(node) for node in nodes], total=len(nodes)))
+            nodes = await store.list_nodes(conn, datetime.now(UTC))
+        return json_response(NodeList(items=[node_out(node) for node in nodes], total=len(nodes)))
+
+    async def get_node(self, node_id: NodeIdPath) -> Response:
+        async with self._db.pool.acquire() as conn:
+            listing = await store.get_node_listing(
+                conn, uuid_or_404(node_id, NODE_NOT_FOUND), datetime.now(UTC)
+            )
+        if listing is None:
+            raise Problem(404, NODE_NOT_FOUND)
+        return json_response(node_out(listing))
 
     async def calendar(self, node_id: NodeIdPath) -> Response:
         node_uuid = uuid_or_404(node_id, NODE_NOT_FOUND)
@@ -133,6 +133,36 @@ class PublicEndpoints:
         if item is None or item.offering.status not in PUBLIC_STATUSES:
             raise Problem(404, OFFERING_NOT_FOUND)
         return json_response(public_offering(item, datetime.now(UTC)))
+
+
+class StaffNodeEndpoints:
+    """Staff commands on nodes: open one, change one."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create_node(self, body: NodeCreate) -> Response:
+        try:
+            node = await node_commands.open_node(self._db, node_of(body))
+        except handlers.CatalogueError as exc:
+            raise command_problem(exc) from None
+        response = await self._answer(node.node_id, 201)
+        response.headers["Location"] = f"/nodes/{node.node_id}"
+        return response
+
+    async def edit_node(self, node_id: NodeIdPath, body: NodePatch) -> Response:
+        identifier = uuid_or_404(node_id, NODE_NOT_FOUND)
+        try:
+            node = await node_commands.change_node(self._db, identifier, node_changes(body))
+        except handlers.CatalogueError as exc:
+            raise command_problem(exc) from None
+        return await self._answer(node.node_id)
+
+    async def _answer(self, node_id: UUID, status_code: int = 200) -> Response:
+        async with self._db.pool.acquire() as conn:
+            listing = await store.get_node_listing(conn, node_id, datetime.now(UTC))
+        assert listing is not None
+        return json_response(node_out(listing), status_code)
 
 
 class StaffOfferingEndpoints:
@@ -231,6 +261,14 @@ def public_router(db: Database) -> APIRouter:
         "/nodes", endpoints.list_nodes, methods=["GET"], response_model=NodeList, summary="Die QTI-Knoten"
     )
     router.add_api_route(
+        "/nodes/{node_id}",
+        endpoints.get_node,
+        methods=["GET"],
+        response_model=NodeOut,
+        summary="Ein QTI-Knoten mit der Zahl seiner kommenden Angebote",
+        responses=problems(404),
+    )
+    router.add_api_route(
         "/nodes/{node_id}/calendar.ics",
         endpoints.calendar,
         methods=["GET"],
@@ -259,9 +297,28 @@ def public_router(db: Database) -> APIRouter:
 
 
 def staff_router(db: Database, runtime: ServiceRuntime) -> APIRouter:
-    """Staff commands on offerings."""
-    endpoints = StaffOfferingEndpoints(db)
+    """Staff commands on nodes and offerings."""
+    nodes, endpoints = StaffNodeEndpoints(db), StaffOfferingEndpoints(db)
     router = _staff_api_router(runtime)
+    router.add_api_route(
+        "/nodes",
+        nodes.create_node,
+        methods=["POST"],
+        status_code=201,
+        response_model=NodeOut,
+        summary="QTI-Knoten eröffnen",
+        description="Legt den Knoten an und meldet ihn mit `catalogue.node.published`.",
+        responses=problems(409),
+    )
+    router.add_api_route(
+        "/nodes/{node_id}",
+        nodes.edit_node,
+        methods=["PATCH"],
+        response_model=NodeOut,
+        summary="QTI-Knoten ändern",
+        description="Ändert die gesendeten Felder und meldet den neuen Stand mit `catalogue.node.updated`.",
+        responses=problems(404, 409),
+    )
     on_offering = problems(404, 409, 412)
     router.add_api_route(
         "/offerings",

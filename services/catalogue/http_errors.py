@@ -14,11 +14,8 @@ from qti_runtime.http import Problem, problem_response
 from services.catalogue import handlers
 from services.catalogue.domain import ValidationProblem
 
-OFFERING_NOT_FOUND = "Dieses Angebot gibt es nicht."
-NODE_NOT_FOUND = "Diesen QTI-Knoten gibt es nicht."
 
-
-def uuid_or_404(value: str, what: str = OFFERING_NOT_FOUND) -> UUID:
+def uuid_or_404(value: str, what: str = handlers.OFFERING_NOT_FOUND) -> UUID:
     """A path id that is no UUID names nothing that exists: 404, not 422."""
     try:
         return UUID(value)

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qti_contracts.events import OfferingKind, OfferingStatus, Topic
+from qti_contracts.events import County, CountyField, OfferingKind, OfferingStatus, Topic
 from qti_runtime.http import PROBLEM_JSON
 
 
@@ -35,10 +35,20 @@ class NodeOut(BaseModel):
     node_id: UUID
     name: str
     town: str
-    county: str
+    county: str = Field(description="Landkreis oder kreisfreie Stadt (deutsche Bezeichnung).")
+    county_code: County | None = Field(description="Derselbe Landkreis als Code der geschlossenen Liste.")
     host: str = Field(description="Die Einrichtung, die den Knoten betreibt.")
     address: str
     opened_on: date
+    description: str | None = Field(description="Kurzbeschreibung des Knotens.")
+    contact_name: str | None = Field(description="Ansprechperson am Knoten.")
+    contact_email: str | None
+    contact_phone: str | None
+    revision: int = Field(description="Wächst mit jeder Änderung (wie in `catalogue.node.updated`).")
+    upcoming_offerings: int = Field(
+        description="Veröffentlichte Angebote des Knotens, deren letzter Termin noch nicht vorbei ist."
+    )
+    offerings_url: str = Field(description="Diese Angebote: die Angebotssuche, gefiltert auf den Knoten.")
     calendar_url: str = Field(description="iCalendar-Feed der veröffentlichten Termine des Knotens.")
 
 
@@ -171,3 +181,38 @@ class OfferingPatch(BaseModel):
 
 class CancelBody(BaseModel):
     reason: str = Field(description="Grund der Absage, für die Angemeldeten (Deutsch).")
+
+
+class NodeCreate(BaseModel):
+    """A new QTI node. `county` is a code of the closed list (`soemmerda`); the German label
+    (`Sömmerda`) is accepted too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="z. B. QTI-Knoten Sömmerda")
+    town: str
+    county: CountyField
+    host: str = Field(description="Die Einrichtung, die den Knoten betreibt.")
+    address: str = Field(description="Anschrift, z. B. Bahnhofstraße 10, 99610 Sömmerda")
+    opened_on: date = Field(description="Eröffnungstag, z. B. 2027-03-01.")
+    description: str | None = Field(default=None, description="Kurzbeschreibung (höchstens 2.000 Zeichen).")
+    contact_name: str | None = None
+    contact_email: str | None = None
+    contact_phone: str | None = None
+
+
+class NodePatch(BaseModel):
+    """Only the fields sent are changed; `null` clears the description and the contact fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    town: str | None = None
+    county: CountyField = None
+    host: str | None = None
+    address: str | None = None
+    opened_on: date | None = None
+    description: str | None = None
+    contact_name: str | None = None
+    contact_email: str | None = None
+    contact_phone: str | None = None

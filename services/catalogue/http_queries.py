@@ -10,10 +10,11 @@ from uuid import UUID
 
 from fastapi import Query
 
-from qti_contracts.events import OfferingKind, OfferingStatus, Topic
+from qti_contracts.events import COUNTY_LABELS, OfferingKind, OfferingStatus, Topic
 from qti_runtime.german import BERLIN
 from services.catalogue import store
 from services.catalogue.http_errors import field_problem
+from services.catalogue.node_rules import county_code
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -67,7 +68,7 @@ class ListingQuery:
         return store.OfferingFilter(
             statuses=statuses,
             node_ids=self.node or (),
-            county=_stripped(self.county),
+            county=_county(self.county),
             topics=self.topic or (),
             kinds=self.kind or (),
             ends_from=moment(self.from_, "from", end_of_day=False),
@@ -79,6 +80,13 @@ class ListingQuery:
 
 def _stripped(value: str | None) -> str | None:
     return value.strip() if value and value.strip() else None
+
+
+def _county(value: str | None) -> str | None:
+    """Nodes keep the county's German label; a code (`unstrut_hainich_kreis`) names the same county."""
+    text = _stripped(value)
+    code = county_code(text) if text else None
+    return COUNTY_LABELS[code] if code else text
 
 
 def moment(value: str | None, field: str, *, end_of_day: bool) -> datetime | None:

@@ -11,10 +11,15 @@ from uuid import uuid4
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from qti_contracts.events import KIND_LABELS, TOPIC_LABELS, OfferingStatus
+from qti_contracts.events import (
+    KIND_LABELS,
+    TOPIC_LABELS,
+    OfferingStatus,
+)
 from qti_runtime.db import Database
 from services.catalogue import handlers, store
 from services.catalogue.domain import (
+    Node,
     OfferingDraft,
     OfferingSession,
     ValidationProblem,
@@ -22,7 +27,15 @@ from services.catalogue.domain import (
     seats_left,
     total_teaching_units,
 )
-from services.catalogue.http_models import OfferingCreate, OfferingPatch, SessionIn
+from services.catalogue.http_models import (
+    NodeCreate,
+    NodeOut,
+    NodePatch,
+    OfferingCreate,
+    OfferingPatch,
+    SessionIn,
+)
+from services.catalogue.node_rules import county_code, county_label
 
 OFFERING_NULLABLE = frozenset({"target_group", "registration_deadline", "max_per_company"})
 
@@ -76,6 +89,45 @@ def offering_changes(body: OfferingPatch) -> dict[str, Any]:
     if changes.get("sessions") is not None:
         changes["sessions"] = sessions_of(body.sessions or ())
     return changes
+
+
+# --- nodes ------------------------------------------------------------------------------------
+
+NODE_NULLABLE = frozenset({"description", "contact_name", "contact_email", "contact_phone"})
+
+
+def node_of(body: NodeCreate) -> Node:
+    fields = body.model_dump(exclude={"county"})
+    return Node(**fields, node_id=uuid4(), county=county_label(body.county))
+
+
+def node_changes(body: NodePatch) -> dict[str, Any]:
+    changes = changes_of(body, nullable=NODE_NULLABLE)
+    if "county" in changes:
+        changes["county"] = county_label(body.county)
+    return changes
+
+
+def node_out(listing: store.NodeListing) -> NodeOut:
+    node = listing.node
+    return NodeOut(
+        node_id=node.node_id,
+        name=node.name,
+        town=node.town,
+        county=node.county,
+        county_code=county_code(node.county),
+        host=node.host,
+        address=node.address,
+        opened_on=node.opened_on,
+        description=node.description,
+        contact_name=node.contact_name,
+        contact_email=node.contact_email,
+        contact_phone=node.contact_phone,
+        revision=node.revision,
+        upcoming_offerings=listing.upcoming_offerings,
+        offerings_url=f"/offerings?node={node.node_id}",
+        calendar_url=f"/nodes/{node.node_id}/calendar.ics",
+    )
 
 
 # --- stored offerings to JSON ------------------------------------------------------------------

@@ -21,7 +21,7 @@ from services.catalogue import handlers, node_commands, store
 from services.catalogue.calendar import node_calendar
 from services.catalogue.handlers import NODE_NOT_FOUND, OFFERING_NOT_FOUND
 from services.catalogue.http_errors import (
-    command_problem,
+    answered,
     field_problem,
     install_german_validation,
     uuid_or_404,
@@ -142,20 +142,14 @@ class StaffNodeEndpoints:
         self._db = db
 
     async def create_node(self, body: NodeCreate) -> Response:
-        try:
-            node = await node_commands.open_node(self._db, node_of(body))
-        except handlers.CatalogueError as exc:
-            raise command_problem(exc) from None
+        node = await answered(node_commands.open_node(self._db, node_of(body)))
         response = await self._answer(node.node_id, 201)
         response.headers["Location"] = f"/nodes/{node.node_id}"
         return response
 
     async def edit_node(self, node_id: NodeIdPath, body: NodePatch) -> Response:
         identifier = uuid_or_404(node_id, NODE_NOT_FOUND)
-        try:
-            node = await node_commands.change_node(self._db, identifier, node_changes(body))
-        except handlers.CatalogueError as exc:
-            raise command_problem(exc) from None
+        node = await answered(node_commands.change_node(self._db, identifier, node_changes(body)))
         return await self._answer(node.node_id)
 
     async def _answer(self, node_id: UUID, status_code: int = 200) -> Response:
@@ -172,10 +166,7 @@ class StaffOfferingEndpoints:
         self._db = db
 
     async def create(self, body: OfferingCreate) -> Response:
-        try:
-            item = await handlers.create_draft(self._db, draft_of(body))
-        except handlers.CatalogueError as exc:
-            raise command_problem(exc) from None
+        item = await answered(handlers.create_draft(self._db, draft_of(body)))
         response = staff_offering_response(item, 201)
         response.headers["Location"] = f"/staff/offerings/{item.offering.offering_id}"
         return response
@@ -190,24 +181,20 @@ class StaffOfferingEndpoints:
                 "Bitte den bearbeiteten Stand im Header If-Match angeben (ETag aus der letzten Antwort), "
                 "damit keine Änderung anderer verloren geht.",
             )
-        try:
-            changes = offering_changes(body)
-            item = await handlers.edit_offering(
-                self._db,
-                identifier,
-                changes,
-                if_match=if_match,
-                allow_below_confirmed=body.allow_below_confirmed,
-            )
-        except handlers.CatalogueError as exc:
-            raise command_problem(exc) from None
+        command = handlers.edit_offering(
+            self._db,
+            identifier,
+            offering_changes(body),
+            if_match=if_match,
+            allow_below_confirmed=body.allow_below_confirmed,
+        )
+        item = await answered(command)
         return staff_offering_response(item)
 
     async def publish(self, offering_id: OfferingIdPath, if_match: IfMatch = None) -> Response:
-        try:
-            item = await handlers.publish_offering(self._db, uuid_or_404(offering_id), if_match=if_match)
-        except handlers.CatalogueError as exc:
-            raise command_problem(exc) from None
+        item = await answered(
+            handlers.publish_offering(self._db, uuid_or_404(offering_id), if_match=if_match)
+        )
         return staff_offering_response(item)
 
     async def cancel(
@@ -215,17 +202,13 @@ class StaffOfferingEndpoints:
     ) -> Response:
         identifier = uuid_or_404(offering_id)
         reason = _cancel_reason(body)
-        try:
-            item = await handlers.cancel_offering(self._db, identifier, reason, if_match=if_match)
-        except handlers.CatalogueError as exc:
-            raise command_problem(exc) from None
+        item = await answered(handlers.cancel_offering(self._db, identifier, reason, if_match=if_match))
         return staff_offering_response(item)
 
     async def complete(self, offering_id: OfferingIdPath, if_match: IfMatch = None) -> Response:
-        try:
-            item = await handlers.complete_offering(self._db, uuid_or_404(offering_id), if_match=if_match)
-        except handlers.CatalogueError as exc:
-            raise command_problem(exc) from None
+        item = await answered(
+            handlers.complete_offering(self._db, uuid_or_404(offering_id), if_match=if_match)
+        )
         return staff_offering_response(item)
 
     async def staff_list(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 from fastapi import FastAPI, Request
@@ -13,6 +13,8 @@ from fastapi.responses import Response
 from qti_runtime.http import Problem, problem_response
 from services.catalogue import handlers
 from services.catalogue.domain import ValidationProblem
+
+T = TypeVar("T")
 
 
 def uuid_or_404(value: str, what: str = handlers.OFFERING_NOT_FOUND) -> UUID:
@@ -43,6 +45,14 @@ def command_problem(exc: handlers.CatalogueError) -> Problem:
     if isinstance(exc, handlers.PreconditionFailed):
         return Problem(412, exc.message, current_etag=exc.current_etag)
     return Problem(409, exc.message)
+
+
+async def answered(command: Awaitable[T]) -> T:
+    """The result of a catalogue command; a refusal becomes its problem details."""
+    try:
+        return await command
+    except handlers.CatalogueError as exc:
+        raise command_problem(exc) from None
 
 
 # --- German validation messages ----------------------------------------------------------------

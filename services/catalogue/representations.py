@@ -17,7 +17,7 @@ from qti_contracts.events import (
     OfferingStatus,
 )
 from qti_runtime.db import Database
-from services.catalogue import handlers, store
+from services.catalogue import store
 from services.catalogue.domain import (
     Node,
     OfferingDraft,
@@ -27,6 +27,7 @@ from services.catalogue.domain import (
     seats_left,
     total_teaching_units,
 )
+from services.catalogue.http_errors import validation_problem
 from services.catalogue.http_models import (
     NodeCreate,
     NodeOut,
@@ -80,7 +81,7 @@ def changes_of(body: BaseModel, *, nullable: Collection[str], ignore: Collection
         else:
             changes[name] = value
     if missing:
-        raise handlers.Invalid(missing)
+        raise validation_problem(missing)
     return changes
 
 

@@ -14,6 +14,7 @@ from catalogue.harness import PROBLEM, STAFF, Service, drain, isolated_service, 
 
 from qti_contracts.events import NodePublished, NodeUpdated
 from qti_contracts.topology import RoutingKey
+from services.catalogue import privacy
 from support import Isolation, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -187,3 +188,13 @@ async def test_bad_node_input_gets_german_problems(service: Service) -> None:
         problem(await client.get(path), 404)
     huge = await client.post("/nodes", json=node_body(description="x" * 100_000), headers=STAFF)
     problem(huge, 413)
+
+
+async def test_forgetting_a_contact_person_clears_the_nodes_contact(service: Service) -> None:
+    email = f"ansprechperson-{uuid4().hex[:6]}@example.de"
+    node_id = (await open_node(service, contact_email=email, contact_name="Jana Beispiel"))["node_id"]
+    assert await privacy.forget_person(service.runtime.db, f"  {email.upper()} ") == 1
+    node = (await service.client.get(f"/nodes/{node_id}")).json()
+    assert (node["contact_name"], node["contact_email"], node["contact_phone"]) == (None, None, None)
+    assert node["town"] == "Arnstadt" and node["revision"] == 1
+    assert await privacy.forget_person(service.runtime.db, email) == 0

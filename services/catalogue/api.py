@@ -281,8 +281,13 @@ def public_router(db: Database) -> APIRouter:
 
 def staff_router(db: Database, runtime: ServiceRuntime) -> APIRouter:
     """Staff commands on nodes and offerings."""
-    nodes, endpoints = StaffNodeEndpoints(db), StaffOfferingEndpoints(db)
     router = _staff_api_router(runtime)
+    _add_node_commands(router, StaffNodeEndpoints(db))
+    _add_offering_commands(router, StaffOfferingEndpoints(db))
+    return router
+
+
+def _add_node_commands(router: APIRouter, nodes: StaffNodeEndpoints) -> None:
     router.add_api_route(
         "/nodes",
         nodes.create_node,
@@ -302,6 +307,9 @@ def staff_router(db: Database, runtime: ServiceRuntime) -> APIRouter:
         description="Ändert die gesendeten Felder und meldet den neuen Stand mit `catalogue.node.updated`.",
         responses=problems(404, 409),
     )
+
+
+def _add_offering_commands(router: APIRouter, endpoints: StaffOfferingEndpoints) -> None:
     on_offering = problems(404, 409, 412)
     router.add_api_route(
         "/offerings",
@@ -333,7 +341,6 @@ def staff_router(db: Database, runtime: ServiceRuntime) -> APIRouter:
             summary=summary,
             responses=on_offering,
         )
-    return router
 
 
 def staff_read_router(db: Database, runtime: ServiceRuntime) -> APIRouter:

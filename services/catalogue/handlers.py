@@ -51,6 +51,15 @@ SOURCE = "/catalogue"
 REGISTRATIONS_CONSUMER = "catalogue.registrations"
 EVENT_NAMESPACE = UUID("0b9f3c57-7a0e-4b63-9a55-3c1d7f1f4e21")
 
+PUBLISHED_EVENTS = (
+    RoutingKey.OFFERING_PUBLISHED,
+    RoutingKey.OFFERING_UPDATED,
+    RoutingKey.OFFERING_CANCELLED,
+    RoutingKey.NODE_PUBLISHED,
+    RoutingKey.NODE_UPDATED,
+)
+"""The event types catalogue publishes (through its outbox), for the service's declaration."""
+
 OFFERING_NOT_FOUND = "Dieses Angebot gibt es nicht."
 NODE_NOT_FOUND = "Diesen QTI-Knoten gibt es nicht."
 

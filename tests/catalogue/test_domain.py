@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from qti_contracts.events import NodePublished, OfferingKind, OfferingState, OfferingStatus, Topic
+from qti_contracts.registry import EVENT_TYPES
 from services.catalogue import demo_data
 from services.catalogue.domain import (
     Node,
@@ -37,6 +38,7 @@ from services.catalogue.domain import (
     validate_for_publish,
     validate_offering,
 )
+from services.catalogue.handlers import PUBLISHED_EVENTS
 from services.catalogue.node_rules import validate_node
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -590,3 +592,8 @@ def test_node_rules_refuse_what_staff_cannot_save() -> None:
     )
     assert {p.field for p in wrong} == {"name", "county", "contact_email", "contact_phone"}
     assert all(p.message.endswith(".") for p in wrong)
+
+
+def test_catalogue_declares_every_catalogue_event_type_it_publishes() -> None:
+    contract = {key for key in EVENT_TYPES if key.startswith("catalogue.")}
+    assert set(PUBLISHED_EVENTS) == contract

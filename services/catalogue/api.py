@@ -92,10 +92,9 @@ class PublicEndpoints:
         return json_response(NodeList(items=[node_out(node) for node in nodes], total=len(nodes)))
 
     async def get_node(self, node_id: NodeIdPath) -> Response:
+        identifier = uuid_or_404(node_id, NODE_NOT_FOUND)
         async with self._db.pool.acquire() as conn:
-            listing = await store.get_node_listing(
-                conn, uuid_or_404(node_id, NODE_NOT_FOUND), datetime.now(UTC)
-            )
+            listing = await store.get_node_listing(conn, identifier, datetime.now(UTC))
         if listing is None:
             raise Problem(404, NODE_NOT_FOUND)
         return json_response(node_out(listing))

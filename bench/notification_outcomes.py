@@ -101,8 +101,7 @@ async def run(outcomes: int, batch: int) -> float:
     settings = NotificationSettings()
     db = await fresh_database(settings)
     try:
-        handlers = NotificationHandlers(settings)
-        handlers.bind(db)
+        handlers = NotificationHandlers(db, settings)
         await handlers.on_offering(offering_event(), DELIVERY)
         events = [confirmed(n) for n in range(outcomes)]
         start = time.perf_counter()

@@ -12,13 +12,14 @@ from collections.abc import Iterable
 
 from devtools.demo_data import demo_nodes, demo_offerings
 from qti_contracts.events import OfferingStatus
+from qti_contracts.topology import RoutingKey
 from qti_runtime.db import Database
 from qti_runtime.migrations import migrate
 from qti_runtime.settings import Settings
 from qti_runtime.unit_of_work import unit_of_work
 from services.catalogue import store
 from services.catalogue.domain import Node, Offering
-from services.catalogue.handlers import OFFERING_PUBLISHED, emit_node_published, emit_offering_state
+from services.catalogue.handlers import emit_node_published, emit_offering_state
 from services.catalogue.migrations_path import MIGRATIONS
 
 SERVICE = "catalogue"
@@ -40,7 +41,7 @@ async def load_catalogue(
             if await store.insert_offering(uow.conn, offering, if_missing=True):
                 counts["offerings_created"] += 1
                 if emit and offering.status is OfferingStatus.PUBLISHED:
-                    emit_offering_state(uow, OFFERING_PUBLISHED, offering)
+                    emit_offering_state(uow, RoutingKey.OFFERING_PUBLISHED, offering)
                     counts["events_emitted"] += 1
     return counts
 

@@ -635,15 +635,27 @@ class OfferingCancelled(Payload):
 
 
 class NodePublished(Payload):
-    """A QTI node (training office) of the network."""
+    """A QTI node (training office) of the network, carried by `catalogue.node.published` when it opens.
+
+    The node's contact person is staff data and stays in the catalogue's HTTP API (`GET /nodes`), so
+    node events carry no personal data."""
 
     node_id: Identifier
     name: ShortText
     town: ShortText
-    county: ShortText
+    county: ShortText = Field(description="The district's German label, e.g. `Sömmerda`.")
     host: ShortText = Field(description="The organisation that runs the node.")
     address: ShortText
     opened_on: date
+    description: OptionalReasonText = Field(default=None, description="A short description (German).")
+    revision: PositiveInt | None = Field(
+        default=None,
+        description="Increases with every change; consumers ignore updates with a lower revision.",
+    )
+
+
+class NodeUpdated(NodePublished):
+    """The full new state of a node after a change, carried by `catalogue.node.updated`."""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from .envelope import CloudEvent
 from .events import (
     KpiUpdated,
     NodePublished,
+    NodeUpdated,
     NotificationFailed,
     NotificationSent,
     OfferingCancelled,
@@ -39,6 +40,7 @@ EVENT_TYPES: Final[dict[str, type[BaseModel]]] = {
     RoutingKey.OFFERING_UPDATED: OfferingState,
     RoutingKey.OFFERING_CANCELLED: OfferingCancelled,
     RoutingKey.NODE_PUBLISHED: NodePublished,
+    RoutingKey.NODE_UPDATED: NodeUpdated,
     RoutingKey.NOTIFICATION_SENT: NotificationSent,
     RoutingKey.NOTIFICATION_FAILED: NotificationFailed,
     RoutingKey.KPI_UPDATED: KpiUpdated,

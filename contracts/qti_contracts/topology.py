@@ -34,6 +34,7 @@ class RoutingKey:
     OFFERING_UPDATED: Final = "catalogue.offering.updated"
     OFFERING_CANCELLED: Final = "catalogue.offering.cancelled"
     NODE_PUBLISHED: Final = "catalogue.node.published"
+    NODE_UPDATED: Final = "catalogue.node.updated"
     NOTIFICATION_SENT: Final = "notification.sent"
     NOTIFICATION_FAILED: Final = "notification.failed"
     KPI_UPDATED: Final = "reporting.kpi.updated"

@@ -1,732 +1,364 @@
-"""HTTP API of the catalogue: public reads, the iCalendar feed and the staff commands (thin)."""
+"""HTTP API of the catalogue: public reads, the iCalendar feed and the staff commands.
+
+Endpoints are methods of small classes that hold the database; the router functions below only say
+which method answers which path. Staff routers carry the bearer-token check as a router dependency.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
-from typing import Annotated, Any
-from uuid import UUID, uuid4
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 
-from qti_contracts.events import KIND_LABELS, TOPIC_LABELS, OfferingKind, OfferingStatus, Topic
+from qti_contracts.events import OfferingStatus
 from qti_runtime.db import Database
-from qti_runtime.german import BERLIN
-from qti_runtime.http import PROBLEM_JSON, Problem, problem_response, staff_guard
+from qti_runtime.http import Problem, staff_guard
 from qti_runtime.settings import Settings
-from services.catalogue import handlers, store
+from services.catalogue import handlers, node_commands, store
 from services.catalogue.calendar import node_calendar
-from services.catalogue.domain import (
-    Node,
-    OfferingDraft,
-    OfferingSession,
-    ValidationProblem,
-    effective_registration_deadline,
-    seats_left,
-    total_teaching_units,
+from services.catalogue.handlers import NODE_NOT_FOUND, OFFERING_NOT_FOUND
+from services.catalogue.http_errors import (
+    answered,
+    field_problem,
+    install_german_validation,
+    uuid_or_404,
+)
+from services.catalogue.http_models import (
+    CancelBody,
+    NodeCreate,
+    NodeList,
+    NodeOut,
+    NodePatch,
+    OfferingCreate,
+    OfferingOut,
+    OfferingPage,
+    OfferingPatch,
+    StaffOfferingOut,
+    StaffOfferingPage,
+    problems,
+)
+from services.catalogue.http_queries import DEFAULT_LIMIT, LimitQuery, ListingQuery, OffsetQuery
+from services.catalogue.representations import (
+    draft_of,
+    json_response,
+    listing_response,
+    node_changes,
+    node_of,
+    node_out,
+    offering_changes,
+    public_offering,
+    staff_offering_response,
 )
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
+__all__ = ["install_german_validation", "public_router", "staff_read_router", "staff_router"]
+
 PUBLIC_STATUSES = (OfferingStatus.PUBLISHED, OfferingStatus.COMPLETED, OfferingStatus.CANCELLED)
-
-
-# --- response models ---------------------------------------------------------------------------
-
-
-class ProblemDetails(BaseModel):
-    """RFC 9457 problem details; `errors` lists the affected fields for 422."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    errors: list[dict[str, str]] | None = None
-
-
-def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {"model": ProblemDetails, "content": {PROBLEM_JSON: {}}, "description": "Problem details"}
-        for code in codes
-    }
-
-
-class NodeOut(BaseModel):
-    node_id: UUID
-    name: str
-    town: str
-    county: str
-    host: str = Field(description="Die Einrichtung, die den Knoten betreibt.")
-    address: str
-    opened_on: date
-    calendar_url: str = Field(description="iCalendar-Feed der veröffentlichten Termine des Knotens.")
-
-
-class NodeList(BaseModel):
-    items: list[NodeOut]
-    total: int
-
-
-class NodeRef(BaseModel):
-    node_id: UUID
-    name: str
-    town: str
-    county: str
-
-
-class SessionOut(BaseModel):
-    session_id: UUID
-    starts_at: datetime = Field(description="Beginn, Ortszeit Europe/Berlin mit Offset.")
-    ends_at: datetime
-    location: str
-    teaching_units: int = Field(description="Unterrichtseinheiten zu 45 Minuten.")
-
-
-class OfferingOut(BaseModel):
-    offering_id: UUID
-    node_id: UUID
-    node: NodeRef
-    kind: OfferingKind
-    kind_label: str
-    topic: Topic
-    topic_label: str
-    title: str
-    description: str
-    target_group: str | None
-    sessions: list[SessionOut]
-    total_units: int
-    starts_at: datetime
-    ends_at: datetime
-    capacity: int
-    registration_deadline: datetime | None
-    registration_open: bool = Field(description="Veröffentlicht und Anmeldeschluss noch nicht erreicht.")
-    fee_eur: float = Field(description="Gebühr in Euro; 0 = kostenfrei.")
-    max_per_company: int | None
-    waitlist_limit: int
-    status: OfferingStatus
-    revision: int
-    cancel_reason: str | None = None
-    confirmed: int = Field(description="Bestätigte Anmeldungen laut letzter Meldung der Anmeldung.")
-    waitlisted: int = Field(description="Personen auf der Warteliste laut letzter Meldung.")
-    seats_left: int = Field(description="Freie Plätze (nie negativ).")
-    seats_as_of: datetime | None = Field(
-        description="Stand der Platzzahlen. Sie folgen den Ereignissen der Anmeldung und sind daher "
-        "nur letztendlich konsistent (eventually consistent); null = noch keine Anmeldung bekannt."
-    )
-
-
-class StaffOfferingOut(OfferingOut):
-    etag: str = Field(description="Aktueller Stand für If-Match (auch im ETag-Header).")
-    created_at: datetime
-    updated_at: datetime
-    published_at: datetime | None
-
-
-class OfferingPage(BaseModel):
-    items: list[OfferingOut]
-    total: int
-    limit: int
-    offset: int
-
-
-class StaffOfferingPage(BaseModel):
-    items: list[StaffOfferingOut]
-    total: int
-    limit: int
-    offset: int
-
-
-# --- request models ----------------------------------------------------------------------------
-
-
-class SessionIn(BaseModel):
-    session_id: UUID | None = Field(default=None, description="Wird erzeugt, wenn sie fehlt.")
-    starts_at: datetime = Field(description="Mit Zeitzone, z. B. 2027-03-02T09:00:00+01:00.")
-    ends_at: datetime
-    location: str
-
-
-class OfferingCreate(BaseModel):
-    """The offering fields of `catalogue.offering.published`, without `offering_id`."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    node_id: UUID
-    kind: OfferingKind
-    topic: Topic
-    title: str
-    description: str = ""
-    target_group: str | None = None
-    sessions: list[SessionIn]
-    capacity: int
-    registration_deadline: datetime | None = Field(
-        default=None, description="Fehlt er, ist die Anmeldung bis zum Beginn des ersten Termins möglich."
-    )
-    fee_eur: Decimal = Decimal("0")
-    max_per_company: int | None = None
-    waitlist_limit: int = 0
-
-
-class OfferingPatch(BaseModel):
-    """Only the fields sent are changed; `sessions` replaces all sessions."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    node_id: UUID | None = None
-    kind: OfferingKind | None = None
-    topic: Topic | None = None
-    title: str | None = None
-    description: str | None = None
-    target_group: str | None = None
-    sessions: list[SessionIn] | None = None
-    capacity: int | None = None
-    registration_deadline: datetime | None = None
-    fee_eur: Decimal | None = None
-    max_per_company: int | None = None
-    waitlist_limit: int | None = None
-    allow_below_confirmed: bool = Field(
-        default=False, description="Erlaubt eine Kapazität unter der Zahl der bestätigten Anmeldungen."
-    )
-
-
-class CancelBody(BaseModel):
-    reason: str = Field(description="Grund der Absage, für die Angemeldeten (Deutsch).")
-
-
-_NULLABLE = {"target_group", "registration_deadline", "max_per_company"}
-
-
-# --- conversions -------------------------------------------------------------------------------
-
-
-def _sessions(items: Sequence[SessionIn]) -> tuple[OfferingSession, ...]:
-    return tuple(
-        OfferingSession(
-            session_id=item.session_id or uuid4(),
-            starts_at=item.starts_at,
-            ends_at=item.ends_at,
-            location=item.location,
-        )
-        for item in items
-    )
-
-
-def _draft(body: OfferingCreate) -> OfferingDraft:
-    return OfferingDraft(
-        node_id=body.node_id,
-        kind=body.kind,
-        topic=body.topic,
-        title=body.title,
-        description=body.description,
-        target_group=body.target_group,
-        sessions=_sessions(body.sessions),
-        capacity=body.capacity,
-        registration_deadline=body.registration_deadline,
-        fee_eur=body.fee_eur,
-        max_per_company=body.max_per_company,
-        waitlist_limit=body.waitlist_limit,
-    )
-
-
-def _changes(body: OfferingPatch) -> dict[str, Any]:
-    changes: dict[str, Any] = {}
-    missing: list[ValidationProblem] = []
-    for name in sorted(body.model_fields_set - {"allow_below_confirmed"}):
-        value = getattr(body, name)
-        if value is None and name not in _NULLABLE:
-            missing.append(ValidationProblem(name, "Dieses Feld darf nicht leer sein."))
-        elif name == "sessions":
-            changes[name] = _sessions(value)
-        else:
-            changes[name] = value
-    if missing:
-        raise handlers.Invalid(missing)
-    return changes
-
-
-def _offering_fields(item: store.StoredOffering, now: datetime) -> dict[str, Any]:
-    """JSON-ready fields of `OfferingOut`. Listings build the same in SQL (`store.search_offerings_json`);
-    tests/catalogue/test_listing_json.py keeps the two equal."""
-    offering = item.offering
-    node = item.node
-    assert node is not None
-    deadline = effective_registration_deadline(offering)
-    occupancy = item.occupancy
-    return {
-        "offering_id": str(offering.offering_id),
-        "node_id": str(offering.node_id),
-        "node": {"node_id": str(node.node_id), "name": node.name, "town": node.town, "county": node.county},
-        "kind": offering.kind.value,
-        "kind_label": KIND_LABELS[offering.kind],
-        "topic": offering.topic.value,
-        "topic_label": TOPIC_LABELS[offering.topic],
-        "title": offering.title,
-        "description": offering.description,
-        "target_group": offering.target_group,
-        "sessions": store.session_fields(offering.sessions),
-        "total_units": total_teaching_units(offering.sessions),
-        "starts_at": store.iso_local(min(s.starts_at for s in offering.sessions)),
-        "ends_at": store.iso_local(max(s.ends_at for s in offering.sessions)),
-        "capacity": offering.capacity,
-        "registration_deadline": store.iso_local(offering.registration_deadline),
-        "registration_open": offering.status is OfferingStatus.PUBLISHED
-        and deadline is not None
-        and now < deadline,
-        "fee_eur": float(offering.fee_eur),
-        "max_per_company": offering.max_per_company,
-        "waitlist_limit": offering.waitlist_limit,
-        "status": offering.status.value,
-        "revision": offering.revision,
-        "cancel_reason": item.cancel_reason,
-        "confirmed": occupancy.confirmed,
-        "waitlisted": occupancy.waitlisted,
-        "seats_left": seats_left(offering.capacity, occupancy.confirmed),
-        "seats_as_of": occupancy.as_of.isoformat() if occupancy.as_of else None,
-    }
-
-
-def public_offering(item: store.StoredOffering, now: datetime) -> dict[str, Any]:
-    return _offering_fields(item, now)
-
-
-def staff_offering(item: store.StoredOffering, now: datetime) -> dict[str, Any]:
-    return {
-        **_offering_fields(item, now),
-        "etag": item.etag,
-        "created_at": item.created_at.isoformat(),
-        "updated_at": item.updated_at.isoformat(),
-        "published_at": item.published_at.isoformat() if item.published_at else None,
-    }
-
-
-async def _listing(
-    db: Database, criteria: store.OfferingFilter, *, limit: int, offset: int, staff: bool
-) -> Response:
-    """A page of `OfferingPage` / `StaffOfferingPage`: Postgres builds the items' JSON in the query
-    (the same fields as `public_offering` / `staff_offering`), so no per-item work happens here."""
-    async with db.pool.acquire() as conn:
-        items, total = await store.search_offerings_json(
-            conn, criteria, limit=limit, offset=offset, now=datetime.now(UTC), staff=staff
-        )
-    body = f'{{"items":{items},"total":{total},"limit":{limit},"offset":{offset}}}'
-    return Response(body, media_type="application/json")
-
-
-def _node_out(node: Node) -> NodeOut:
-    return NodeOut(
-        **{f.name: getattr(node, f.name) for f in dataclasses.fields(Node)},
-        calendar_url=f"/nodes/{node.node_id}/calendar.ics",
-    )
-
-
-def _json(data: BaseModel | dict[str, Any], status_code: int = 200, etag: str | None = None) -> Response:
-    """The documented response model's shape, serialised directly (no second validation pass)."""
-    headers = {"ETag": f'"{etag}"'} if etag else None
-    body = data.model_dump_json() if isinstance(data, BaseModel) else json.dumps(data, ensure_ascii=False)
-    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
-
-
-def _uuid_or_404(value: str, what: str = "Dieses Angebot gibt es nicht.") -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise Problem(404, what) from None
-
-
-def _moment(value: str | None, field: str, *, end_of_day: bool) -> datetime | None:
-    """A date (whole day in Europe/Berlin) or a date-time with zone."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            if end_of_day:
-                day += timedelta(days=1)
-            return datetime.combine(day, time(0), tzinfo=BERLIN)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        message = "Bitte ein Datum (2027-03-01) oder Datum und Uhrzeit mit Zeitzone angeben."
-        raise Problem(422, f"{field}: {message}", errors=[{"field": field, "message": message}])
-    return moment
-
-
-def _validation_problem(exc: handlers.Invalid) -> Problem:
-    errors = [{"field": p.field, "message": p.message} for p in exc.problems]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return Problem(422, f"Die Angaben sind nicht gültig: {detail}", errors=errors)
-
-
-def _command_problem(exc: handlers.CatalogueError) -> Problem:
-    if isinstance(exc, handlers.Invalid):
-        return _validation_problem(exc)
-    if isinstance(exc, handlers.NotFound):
-        return Problem(404, exc.message)
-    if isinstance(exc, handlers.PreconditionFailed):
-        return Problem(412, exc.message, current_etag=exc.current_etag)
-    return Problem(409, exc.message)
-
-
-# --- German validation messages ----------------------------------------------------------------
-
-_MESSAGES: dict[str, str] = {
-    "missing": "Pflichtangabe fehlt.",
-    "int_parsing": "Bitte eine ganze Zahl angeben.",
-    "int_type": "Bitte eine ganze Zahl angeben.",
-    "int_from_float": "Bitte eine ganze Zahl angeben.",
-    "decimal_parsing": "Bitte einen Betrag angeben (z. B. 49.00).",
-    "decimal_type": "Bitte einen Betrag angeben (z. B. 49.00).",
-    "float_parsing": "Bitte eine Zahl angeben.",
-    "datetime_parsing": "Bitte Datum und Uhrzeit angeben, z. B. 2027-03-02T09:00:00+01:00.",
-    "datetime_from_date_parsing": "Bitte Datum und Uhrzeit angeben, z. B. 2027-03-02T09:00:00+01:00.",
-    "datetime_type": "Bitte Datum und Uhrzeit angeben, z. B. 2027-03-02T09:00:00+01:00.",
-    "uuid_parsing": "Bitte eine gültige ID (UUID) angeben.",
-    "uuid_type": "Bitte eine gültige ID (UUID) angeben.",
-    "string_type": "Bitte einen Text angeben.",
-    "string_too_long": "Der Text ist zu lang.",
-    "bool_parsing": "Bitte true oder false angeben.",
-    "bool_type": "Bitte true oder false angeben.",
-    "json_invalid": "Der Inhalt ist kein gültiges JSON.",
-    "model_attributes_type": "Bitte ein JSON-Objekt angeben.",
-    "dict_type": "Bitte ein JSON-Objekt angeben.",
-    "list_type": "Bitte eine Liste angeben.",
-    "extra_forbidden": "Dieses Feld ist unbekannt oder kann nicht geändert werden.",
-}
-
-
-def _german(error: dict[str, Any]) -> str:
-    kind = str(error.get("type", ""))
-    ctx = error.get("ctx") or {}
-    if kind in ("enum", "literal_error"):
-        return f"Ungültiger Wert; erlaubt sind: {ctx.get('expected', '')}."
-    if kind == "greater_than_equal":
-        return f"Der Wert muss mindestens {ctx.get('ge')} betragen."
-    if kind == "less_than_equal":
-        return f"Der Wert darf höchstens {ctx.get('le')} betragen."
-    return _MESSAGES.get(kind, "Ungültige Angabe.")
-
-
-def field_path(loc: Sequence[Any]) -> str:
-    """`("body", "sessions", 0, "ends_at")` → `sessions[0].ends_at` (the paths the domain uses)."""
-    path = ""
-    for part in loc:
-        if part in ("body", "query", "path", "header") and not path:
-            continue
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "body"
-
-
-def install_german_validation(app: FastAPI) -> None:
-    """Replaces the runtime's handler for request validation: same shape, German messages."""
-
-    async def on_validation(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        errors: list[dict[str, str]] = []
-        for err in exc.errors():
-            item = {"field": field_path(err.get("loc", ())), "message": _german(err)}
-            if item not in errors:
-                errors.append(item)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem_response(422, f"Die Anfrage enthält ungültige Angaben: {detail}", errors=errors)
-
-    app.add_exception_handler(RequestValidationError, on_validation)
-
-
-# --- routers -----------------------------------------------------------------------------------
-
-NodeQuery = Annotated[list[UUID] | None, Query(description="Knoten-ID(s).")]
-CountyQuery = Annotated[str | None, Query(max_length=200, description="Landkreis, z. B. Sömmerda.")]
-TopicQuery = Annotated[list[Topic] | None, Query()]
-KindQuery = Annotated[list[OfferingKind] | None, Query()]
-FromQuery = Annotated[
-    str | None,
-    Query(
-        alias="from",
-        max_length=40,
-        description="Nur Angebote, deren letzter Termin an/nach diesem Datum (ganzer Tag) "
-        "bzw. Zeitpunkt endet.",
-    ),
-]
-ToQuery = Annotated[
-    str | None,
-    Query(
-        max_length=40,
-        description="Nur Angebote, deren erster Termin bis zu diesem Datum (einschließlich) bzw. vor "
-        "diesem Zeitpunkt beginnt.",
-    ),
-]
-TextQuery = Annotated[
-    str | None, Query(max_length=200, description="Suchtext in Titel und Beschreibung (Teilwort).")
-]
-AvailableQuery = Annotated[
-    bool | None, Query(description="true: nur Angebote mit freien Plätzen; false: nur ausgebuchte.")
-]
+REASON_MAX_LENGTH = 2000
+
+OfferingIdPath = Annotated[str, Path()]
+NodeIdPath = Annotated[str, Path()]
+Listing = Annotated[ListingQuery, Depends()]
 IfMatch = Annotated[str | None, Header(description="Optional: nur ausführen, wenn dies der Stand ist.")]
-LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000)]
+RequiredIfMatch = Annotated[str | None, Header(description="ETag des bearbeiteten Stands.")]
+PublicStatusQuery = Annotated[
+    list[OfferingStatus] | None, Query(description="published (Standard), completed, cancelled.")
+]
+StaffStatusQuery = Annotated[list[OfferingStatus] | None, Query(description="Standard: alle.")]
 
 
-def _filter(
-    statuses: Sequence[OfferingStatus],
-    node: list[UUID] | None,
-    county: str | None,
-    topic: list[Topic] | None,
-    kind: list[OfferingKind] | None,
-    from_: str | None,
-    to: str | None,
-    q: str | None,
-    available: bool | None,
-) -> store.OfferingFilter:
-    return store.OfferingFilter(
-        statuses=statuses,
-        node_ids=node or (),
-        county=county.strip() if county and county.strip() else None,
-        topics=topic or (),
-        kinds=kind or (),
-        ends_from=_moment(from_, "from", end_of_day=False),
-        starts_before=_moment(to, "to", end_of_day=True),
-        text=q.strip() if q and q.strip() else None,
-        available=available,
-    )
+def _cancel_reason(body: CancelBody) -> str:
+    reason = body.reason.strip()
+    if not reason:
+        raise field_problem("reason", "Bitte einen Grund für die Absage angeben.")
+    if len(reason) > REASON_MAX_LENGTH or any(ord(c) < 32 and c not in "\n\r\t" for c in reason):
+        raise field_problem(
+            "reason", "Der Grund darf höchstens 2.000 Zeichen und keine Steuerzeichen enthalten."
+        )
+    return reason
 
 
-def public_router(db: Database) -> APIRouter:
-    router = APIRouter(tags=["Katalog"], responses=_problems(422))
+class PublicEndpoints:
+    """What everyone may read: nodes, their calendars and published offerings."""
 
-    @router.get("/nodes", response_model=NodeList, summary="Die QTI-Knoten")
-    async def list_nodes() -> Response:
-        async with db.pool.acquire() as conn:
-            nodes = await store.list_nodes(conn)
-        return _json(NodeList(items=[_node_out(node) for node in nodes], total=len(nodes)))
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    @router.get(
-        "/nodes/{node_id}/calendar.ics",
-        summary="iCalendar-Feed der Termine eines Knotens",
-        response_class=Response,
-        responses={200: {"content": {"text/calendar": {}}}, **_problems(404)},
-    )
-    async def calendar(node_id: Annotated[str, Path()]) -> Response:
-        node_uuid = _uuid_or_404(node_id, "Diesen QTI-Knoten gibt es nicht.")
-        async with db.pool.acquire() as conn:
+    async def list_nodes(self) -> Response:
+        async with self._db.pool.acquire() as conn:
+            nodes = await store.list_nodes(conn, datetime.now(UTC))
+        return json_response(NodeList(items=[node_out(node) for node in nodes], total=len(nodes)))
+
+    async def get_node(self, node_id: NodeIdPath) -> Response:
+        identifier = uuid_or_404(node_id, NODE_NOT_FOUND)
+        async with self._db.pool.acquire() as conn:
+            listing = await store.get_node_listing(conn, identifier, datetime.now(UTC))
+        if listing is None:
+            raise Problem(404, NODE_NOT_FOUND)
+        return json_response(node_out(listing))
+
+    async def calendar(self, node_id: NodeIdPath) -> Response:
+        node_uuid = uuid_or_404(node_id, NODE_NOT_FOUND)
+        async with self._db.pool.acquire() as conn:
             node = await store.get_node(conn, node_uuid)
             if node is None:
-                raise Problem(404, "Diesen QTI-Knoten gibt es nicht.")
+                raise Problem(404, NODE_NOT_FOUND)
             offerings = await store.calendar_offerings(conn, node_uuid)
-        body = node_calendar(node, offerings)
         return Response(
-            body,
+            node_calendar(node, offerings),
             media_type="text/calendar; charset=utf-8",
             headers={"Content-Disposition": f'inline; filename="qti-{node.town.lower()}.ics"'},
         )
 
-    @router.get(
-        "/offerings",
-        response_model=OfferingPage,
-        summary="Angebote suchen",
-        description="Veröffentlichte Angebote, sortiert nach Beginn des ersten Termins, dann ID. "
-        "`status` kann auch abgeschlossene oder abgesagte Angebote einschließen.",
-    )
     async def list_offerings(
-        node: NodeQuery = None,
-        county: CountyQuery = None,
-        topic: TopicQuery = None,
-        kind: KindQuery = None,
-        from_: FromQuery = None,
-        to: ToQuery = None,
-        q: TextQuery = None,
-        available: AvailableQuery = None,
-        status: Annotated[
-            list[OfferingStatus] | None, Query(description="published (Standard), completed, cancelled.")
-        ] = None,
+        self,
+        listing: Listing,
+        status: PublicStatusQuery = None,
         limit: LimitQuery = DEFAULT_LIMIT,
         offset: OffsetQuery = 0,
     ) -> Response:
         statuses = status or [OfferingStatus.PUBLISHED]
         if OfferingStatus.DRAFT in statuses:
-            message = "Entwürfe sind nicht öffentlich."
-            raise Problem(422, f"status: {message}", errors=[{"field": "status", "message": message}])
-        criteria = _filter(statuses, node, county, topic, kind, from_, to, q, available)
-        return await _listing(db, criteria, limit=limit, offset=offset, staff=False)
+            raise field_problem("status", "Entwürfe sind nicht öffentlich.")
+        criteria = listing.criteria(statuses)
+        return await listing_response(self._db, criteria, limit=limit, offset=offset, staff=False)
 
-    @router.get(
-        "/offerings/{offering_id}",
-        response_model=OfferingOut,
-        summary="Ein Angebot mit freien Plätzen",
-        responses=_problems(404),
-    )
-    async def get_offering(offering_id: Annotated[str, Path()]) -> Response:
-        identifier = _uuid_or_404(offering_id)
-        async with db.pool.acquire() as conn:
+    async def get_offering(self, offering_id: OfferingIdPath) -> Response:
+        identifier = uuid_or_404(offering_id)
+        async with self._db.pool.acquire() as conn:
             item = await store.get_offering(conn, identifier)
         if item is None or item.offering.status not in PUBLIC_STATUSES:
-            raise Problem(404, "Dieses Angebot gibt es nicht.")
-        return _json(public_offering(item, datetime.now(UTC)))
-
-    return router
+            raise Problem(404, OFFERING_NOT_FOUND)
+        return json_response(public_offering(item, datetime.now(UTC)))
 
 
-def staff_router(db: Database, settings: Settings) -> APIRouter:
-    guard = staff_guard(settings.staff_token)
-    router = APIRouter(
-        tags=["Mitarbeitende"], dependencies=[Depends(guard)], responses=_problems(401, 403, 422)
-    )
-    offering_responses = _problems(404, 409, 412)
+class StaffNodeEndpoints:
+    """Staff commands on nodes: open one, change one."""
 
-    def _done(item: store.StoredOffering, status_code: int = 200) -> Response:
-        return _json(staff_offering(item, datetime.now(UTC)), status_code, etag=item.etag)
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    @router.post(
-        "/offerings",
-        status_code=201,
-        response_model=StaffOfferingOut,
-        summary="Entwurf anlegen",
-        responses=_problems(409),
-    )
-    async def create(body: OfferingCreate) -> Response:
-        try:
-            item = await handlers.create_draft(db, _draft(body))
-        except handlers.CatalogueError as exc:
-            raise _command_problem(exc) from None
-        response = _done(item, 201)
+    async def create_node(self, body: NodeCreate) -> Response:
+        node = await answered(node_commands.open_node(self._db, node_of(body)))
+        response = await self._answer(node.node_id, 201)
+        response.headers["Location"] = f"/nodes/{node.node_id}"
+        return response
+
+    async def edit_node(self, node_id: NodeIdPath, body: NodePatch) -> Response:
+        identifier = uuid_or_404(node_id, NODE_NOT_FOUND)
+        node = await answered(node_commands.change_node(self._db, identifier, node_changes(body)))
+        return await self._answer(node.node_id)
+
+    async def _answer(self, node_id: UUID, status_code: int = 200) -> Response:
+        async with self._db.pool.acquire() as conn:
+            listing = await store.get_node_listing(conn, node_id, datetime.now(UTC))
+        assert listing is not None
+        return json_response(node_out(listing), status_code)
+
+
+class StaffOfferingEndpoints:
+    """Staff commands on offerings and the staff views (every status, with ETags)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, body: OfferingCreate) -> Response:
+        item = await answered(handlers.create_draft(self._db, draft_of(body)))
+        response = staff_offering_response(item, 201)
         response.headers["Location"] = f"/staff/offerings/{item.offering.offering_id}"
         return response
 
-    @router.patch(
-        "/offerings/{offering_id}",
-        response_model=StaffOfferingOut,
-        summary="Angebot ändern (If-Match nötig)",
-        responses={**offering_responses, **_problems(428)},
-    )
     async def edit(
-        offering_id: Annotated[str, Path()],
-        body: OfferingPatch,
-        if_match: Annotated[str | None, Header(description="ETag des bearbeiteten Stands.")] = None,
+        self, offering_id: OfferingIdPath, body: OfferingPatch, if_match: RequiredIfMatch = None
     ) -> Response:
-        identifier = _uuid_or_404(offering_id)
+        identifier = uuid_or_404(offering_id)
         if if_match is None or not if_match.strip():
             raise Problem(
                 428,
                 "Bitte den bearbeiteten Stand im Header If-Match angeben (ETag aus der letzten Antwort), "
                 "damit keine Änderung anderer verloren geht.",
             )
-        try:
-            item = await handlers.edit_offering(
-                db,
-                identifier,
-                _changes(body),
-                if_match=if_match,
-                allow_below_confirmed=body.allow_below_confirmed,
-            )
-        except handlers.CatalogueError as exc:
-            raise _command_problem(exc) from None
-        return _done(item)
+        command = handlers.edit_offering(
+            self._db,
+            identifier,
+            offering_changes(body),
+            if_match=if_match,
+            allow_below_confirmed=body.allow_below_confirmed,
+        )
+        item = await answered(command)
+        return staff_offering_response(item)
 
-    @router.post(
-        "/offerings/{offering_id}/publish",
-        response_model=StaffOfferingOut,
-        summary="Entwurf veröffentlichen",
-        responses=offering_responses,
-    )
-    async def publish(offering_id: Annotated[str, Path()], if_match: IfMatch = None) -> Response:
-        try:
-            item = await handlers.publish_offering(db, _uuid_or_404(offering_id), if_match=if_match)
-        except handlers.CatalogueError as exc:
-            raise _command_problem(exc) from None
-        return _done(item)
+    async def publish(self, offering_id: OfferingIdPath, if_match: IfMatch = None) -> Response:
+        item = await answered(
+            handlers.publish_offering(self._db, uuid_or_404(offering_id), if_match=if_match)
+        )
+        return staff_offering_response(item)
 
-    @router.post(
-        "/offerings/{offering_id}/cancel",
-        response_model=StaffOfferingOut,
-        summary="Angebot absagen",
-        responses=offering_responses,
-    )
     async def cancel(
-        offering_id: Annotated[str, Path()], body: CancelBody, if_match: IfMatch = None
+        self, offering_id: OfferingIdPath, body: CancelBody, if_match: IfMatch = None
     ) -> Response:
-        identifier = _uuid_or_404(offering_id)
-        reason = body.reason.strip()
-        problem: str | None = None
-        if not reason:
-            problem = "Bitte einen Grund für die Absage angeben."
-        elif len(reason) > 2000 or any(ord(c) < 32 and c not in "\n\r\t" for c in reason):
-            problem = "Der Grund darf höchstens 2.000 Zeichen und keine Steuerzeichen enthalten."
-        if problem:
-            raise Problem(422, f"reason: {problem}", errors=[{"field": "reason", "message": problem}])
-        try:
-            item = await handlers.cancel_offering(db, identifier, reason, if_match=if_match)
-        except handlers.CatalogueError as exc:
-            raise _command_problem(exc) from None
-        return _done(item)
+        identifier = uuid_or_404(offering_id)
+        reason = _cancel_reason(body)
+        item = await answered(handlers.cancel_offering(self._db, identifier, reason, if_match=if_match))
+        return staff_offering_response(item)
 
-    @router.post(
-        "/offerings/{offering_id}/complete",
-        response_model=StaffOfferingOut,
-        summary="Angebot abschließen",
-        responses=offering_responses,
+    async def complete(self, offering_id: OfferingIdPath, if_match: IfMatch = None) -> Response:
+        item = await answered(
+            handlers.complete_offering(self._db, uuid_or_404(offering_id), if_match=if_match)
+        )
+        return staff_offering_response(item)
+
+    async def staff_list(
+        self,
+        listing: Listing,
+        status: StaffStatusQuery = None,
+        limit: LimitQuery = DEFAULT_LIMIT,
+        offset: OffsetQuery = 0,
+    ) -> Response:
+        criteria = listing.criteria(status or list(OfferingStatus))
+        return await listing_response(self._db, criteria, limit=limit, offset=offset, staff=True)
+
+    async def staff_get(self, offering_id: OfferingIdPath) -> Response:
+        async with self._db.pool.acquire() as conn:
+            item = await store.get_offering(conn, uuid_or_404(offering_id))
+        if item is None:
+            raise Problem(404, OFFERING_NOT_FOUND)
+        return staff_offering_response(item)
+
+
+# --- routers -----------------------------------------------------------------------------------
+
+
+def _staff_api_router(settings: Settings) -> APIRouter:
+    guard = staff_guard(settings.staff_token)
+    return APIRouter(tags=["Mitarbeitende"], dependencies=[Depends(guard)], responses=problems(401, 403, 422))
+
+
+def public_router(db: Database) -> APIRouter:
+    endpoints = PublicEndpoints(db)
+    router = APIRouter(tags=["Katalog"], responses=problems(422))
+    router.add_api_route(
+        "/nodes", endpoints.list_nodes, methods=["GET"], response_model=NodeList, summary="Die QTI-Knoten"
     )
-    async def complete(offering_id: Annotated[str, Path()], if_match: IfMatch = None) -> Response:
-        try:
-            item = await handlers.complete_offering(db, _uuid_or_404(offering_id), if_match=if_match)
-        except handlers.CatalogueError as exc:
-            raise _command_problem(exc) from None
-        return _done(item)
-
+    router.add_api_route(
+        "/nodes/{node_id}",
+        endpoints.get_node,
+        methods=["GET"],
+        response_model=NodeOut,
+        summary="Ein QTI-Knoten mit der Zahl seiner kommenden Angebote",
+        responses=problems(404),
+    )
+    router.add_api_route(
+        "/nodes/{node_id}/calendar.ics",
+        endpoints.calendar,
+        methods=["GET"],
+        summary="iCalendar-Feed der Termine eines Knotens",
+        response_class=Response,
+        responses={200: {"content": {"text/calendar": {}}}, **problems(404)},
+    )
+    router.add_api_route(
+        "/offerings",
+        endpoints.list_offerings,
+        methods=["GET"],
+        response_model=OfferingPage,
+        summary="Angebote suchen",
+        description="Veröffentlichte Angebote, sortiert nach Beginn des ersten Termins, dann ID. "
+        "`status` kann auch abgeschlossene oder abgesagte Angebote einschließen.",
+    )
+    router.add_api_route(
+        "/offerings/{offering_id}",
+        endpoints.get_offering,
+        methods=["GET"],
+        response_model=OfferingOut,
+        summary="Ein Angebot mit freien Plätzen",
+        responses=problems(404),
+    )
     return router
+
+
+def staff_router(db: Database, settings: Settings) -> APIRouter:
+    """Staff commands on nodes and offerings."""
+    router = _staff_api_router(settings)
+    _add_node_commands(router, StaffNodeEndpoints(db))
+    _add_offering_commands(router, StaffOfferingEndpoints(db))
+    return router
+
+
+def _add_node_commands(router: APIRouter, nodes: StaffNodeEndpoints) -> None:
+    router.add_api_route(
+        "/nodes",
+        nodes.create_node,
+        methods=["POST"],
+        status_code=201,
+        response_model=NodeOut,
+        summary="QTI-Knoten eröffnen",
+        description="Legt den Knoten an und meldet ihn mit `catalogue.node.published`.",
+        responses=problems(409),
+    )
+    router.add_api_route(
+        "/nodes/{node_id}",
+        nodes.edit_node,
+        methods=["PATCH"],
+        response_model=NodeOut,
+        summary="QTI-Knoten ändern",
+        description="Ändert die gesendeten Felder und meldet den neuen Stand mit `catalogue.node.updated`.",
+        responses=problems(404, 409),
+    )
+
+
+def _add_offering_commands(router: APIRouter, endpoints: StaffOfferingEndpoints) -> None:
+    on_offering = problems(404, 409, 412)
+    router.add_api_route(
+        "/offerings",
+        endpoints.create,
+        methods=["POST"],
+        status_code=201,
+        response_model=StaffOfferingOut,
+        summary="Entwurf anlegen",
+        responses=problems(409),
+    )
+    router.add_api_route(
+        "/offerings/{offering_id}",
+        endpoints.edit,
+        methods=["PATCH"],
+        response_model=StaffOfferingOut,
+        summary="Angebot ändern (If-Match nötig)",
+        responses={**on_offering, **problems(428)},
+    )
+    for action, summary in (
+        ("publish", "Entwurf veröffentlichen"),
+        ("cancel", "Angebot absagen"),
+        ("complete", "Angebot abschließen"),
+    ):
+        router.add_api_route(
+            f"/offerings/{{offering_id}}/{action}",
+            getattr(endpoints, action),
+            methods=["POST"],
+            response_model=StaffOfferingOut,
+            summary=summary,
+            responses=on_offering,
+        )
 
 
 def staff_read_router(db: Database, settings: Settings) -> APIRouter:
     """Staff views: every status, with the ETag needed for edits."""
-    guard = staff_guard(settings.staff_token)
-    router = APIRouter(
-        tags=["Mitarbeitende"], dependencies=[Depends(guard)], responses=_problems(401, 403, 422)
-    )
-
-    def _done(item: store.StoredOffering, status_code: int = 200) -> Response:
-        return _json(staff_offering(item, datetime.now(UTC)), status_code, etag=item.etag)
-
-    @router.get(
+    endpoints = StaffOfferingEndpoints(db)
+    router = _staff_api_router(settings)
+    router.add_api_route(
         "/staff/offerings",
+        endpoints.staff_list,
+        methods=["GET"],
         response_model=StaffOfferingPage,
         summary="Alle Angebote einschließlich Entwürfen",
     )
-    async def staff_list(
-        node: NodeQuery = None,
-        county: CountyQuery = None,
-        topic: TopicQuery = None,
-        kind: KindQuery = None,
-        from_: FromQuery = None,
-        to: ToQuery = None,
-        q: TextQuery = None,
-        available: AvailableQuery = None,
-        status: Annotated[list[OfferingStatus] | None, Query(description="Standard: alle.")] = None,
-        limit: LimitQuery = DEFAULT_LIMIT,
-        offset: OffsetQuery = 0,
-    ) -> Response:
-        criteria = _filter(status or list(OfferingStatus), node, county, topic, kind, from_, to, q, available)
-        return await _listing(db, criteria, limit=limit, offset=offset, staff=True)
-
-    @router.get(
+    router.add_api_route(
         "/staff/offerings/{offering_id}",
+        endpoints.staff_get,
+        methods=["GET"],
         response_model=StaffOfferingOut,
         summary="Ein Angebot (auch Entwurf) mit ETag",
-        responses=_problems(404),
+        responses=problems(404),
     )
-    async def staff_get(offering_id: Annotated[str, Path()]) -> Response:
-        async with db.pool.acquire() as conn:
-            item = await store.get_offering(conn, _uuid_or_404(offering_id))
-        if item is None:
-            raise Problem(404, "Dieses Angebot gibt es nicht.")
-        return _done(item)
-
     return router

@@ -37,6 +37,7 @@ DEFINITION: ServiceDefinition[Settings, CatalogueService] = ServiceDefinition(
         RoutingKey.OFFERING_UPDATED,
         RoutingKey.OFFERING_CANCELLED,
         RoutingKey.NODE_PUBLISHED,
+        RoutingKey.NODE_UPDATED,
     ),
     routers=routers,
     migrations=MIGRATIONS,

@@ -45,6 +45,11 @@ class Node:
     host: str
     address: str
     opened_on: date
+    description: str | None = None
+    contact_name: str | None = None
+    contact_email: str | None = None
+    contact_phone: str | None = None
+    revision: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,7 +135,7 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if _is_aware(moment) else moment
 
 
-def _has_control_chars(text: str, allowed: str = "") -> bool:
+def has_control_chars(text: str, allowed: str = "") -> bool:
     return any(unicodedata.category(char) == "Cc" and char not in allowed for char in text)
 
 
@@ -140,7 +145,7 @@ def _title_problems(title: str) -> list[ValidationProblem]:
     if len(title.strip()) > TITLE_MAX_LENGTH:
         message = f"Der Titel darf höchstens {TITLE_MAX_LENGTH} Zeichen lang sein."
         return [ValidationProblem("title", message)]
-    if _has_control_chars(title):
+    if has_control_chars(title):
         message = "Der Titel muss einzeilig sein und darf keine Steuerzeichen enthalten."
         return [ValidationProblem("title", message)]
     return []
@@ -150,7 +155,7 @@ def _long_text_problems(field: str, label: str, text: str, limit: int) -> list[V
     if len(text.strip()) > limit:
         limit_text = f"{limit:_}".replace("_", ".")
         return [ValidationProblem(field, f"{label} darf höchstens {limit_text} Zeichen lang sein.")]
-    if _has_control_chars(text, allowed="\n\r\t"):
+    if has_control_chars(text, allowed="\n\r\t"):
         return [ValidationProblem(field, f"{label} darf keine Steuerzeichen enthalten.")]
     return []
 
@@ -208,7 +213,7 @@ def _single_session_problems(index: int, session: OfferingSession) -> list[Valid
     location = session.location
     if not location.strip():
         problems.append(ValidationProblem(f"{path}.location", "Bitte einen Ort angeben."))
-    elif len(location.strip()) > LOCATION_MAX_LENGTH or _has_control_chars(location):
+    elif len(location.strip()) > LOCATION_MAX_LENGTH or has_control_chars(location):
         message = f"Der Ort muss einzeilig sein und darf höchstens {LOCATION_MAX_LENGTH} Zeichen haben."
         problems.append(ValidationProblem(f"{path}.location", message))
     return problems
@@ -419,7 +424,8 @@ def offering_cancelled_payload(offering_id: UUID, reason: str) -> dict[str, Any]
 
 
 def node_payload(node: Node) -> dict[str, Any]:
-    """`data` of `catalogue.node.published`."""
+    """`data` of `catalogue.node.published` / `.updated`: the node without its contact person, who is
+    staff data and stays in the catalogue."""
     return {
         "node_id": str(node.node_id),
         "name": node.name,
@@ -428,4 +434,6 @@ def node_payload(node: Node) -> dict[str, Any]:
         "host": node.host,
         "address": node.address,
         "opened_on": node.opened_on.isoformat(),
+        "description": node.description,
+        "revision": node.revision,
     }

@@ -15,16 +15,14 @@ from pydantic import ValidationError
 
 from qti_contracts.envelope import RawEvent, make_event
 from qti_contracts.events import (
-    NodePublished,
     Occupancy,
-    OfferingCancelled,
-    OfferingState,
     OfferingStatus,
     RegistrationCancelled,
     RegistrationConfirmed,
     RegistrationWaitlisted,
 )
 from qti_contracts.registry import parse_data, readable_errors
+from qti_contracts.topology import RoutingKey
 from qti_runtime.consumer import DeadLetter
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
@@ -53,10 +51,17 @@ SOURCE = "/catalogue"
 REGISTRATIONS_CONSUMER = "catalogue.registrations"
 EVENT_NAMESPACE = UUID("0b9f3c57-7a0e-4b63-9a55-3c1d7f1f4e21")
 
-OFFERING_PUBLISHED = "catalogue.offering.published"
-OFFERING_UPDATED = "catalogue.offering.updated"
-OFFERING_CANCELLED = "catalogue.offering.cancelled"
-NODE_PUBLISHED = "catalogue.node.published"
+PUBLISHED_EVENTS = (
+    RoutingKey.OFFERING_PUBLISHED,
+    RoutingKey.OFFERING_UPDATED,
+    RoutingKey.OFFERING_CANCELLED,
+    RoutingKey.NODE_PUBLISHED,
+    RoutingKey.NODE_UPDATED,
+)
+"""The event types catalogue publishes (through its outbox), for the service's declaration."""
+
+OFFERING_NOT_FOUND = "Dieses Angebot gibt es nicht."
+NODE_NOT_FOUND = "Diesen QTI-Knoten gibt es nicht."
 
 
 # --- outcomes the API turns into problem details ------------------------------------------------
@@ -98,47 +103,35 @@ def event_id_for(type_: str, entity_id: UUID, revision: int | str) -> str:
     return str(uuid5(EVENT_NAMESPACE, f"{type_}:{entity_id}:{revision}"))
 
 
-def emit_offering_state(uow: UnitOfWork, type_: str, offering: Offering) -> str:
-    payload = offering_payload(offering)
-    OfferingState.model_validate(payload)  # the contract holds for everything we send
+def _emit(uow: UnitOfWork, type_: str, payload: dict[str, Any], entity_id: UUID, version: int | str) -> str:
+    """Put an event into the outbox of `uow`; the contract is checked first (it holds for everything
+    catalogue sends)."""
+    parse_data(type_, payload)
     event = make_event(
-        type_,
-        payload,
-        source=SOURCE,
-        subject=str(offering.offering_id),
-        id_=event_id_for(type_, offering.offering_id, offering.revision),
+        type_, payload, source=SOURCE, subject=str(entity_id), id_=event_id_for(type_, entity_id, version)
     )
     uow.emit(event)
     return event.id
+
+
+def emit_offering_state(uow: UnitOfWork, type_: str, offering: Offering) -> str:
+    """`catalogue.offering.published` or `.updated` with the offering's full state."""
+    return _emit(uow, type_, offering_payload(offering), offering.offering_id, offering.revision)
 
 
 def emit_offering_cancelled(uow: UnitOfWork, offering: Offering, reason: str) -> str:
     payload = {**offering_cancelled_payload(offering.offering_id, reason), "revision": offering.revision}
-    OfferingCancelled.model_validate(payload)
-    event = make_event(
-        OFFERING_CANCELLED,
-        payload,
-        source=SOURCE,
-        subject=str(offering.offering_id),
-        id_=event_id_for(OFFERING_CANCELLED, offering.offering_id, offering.revision),
-    )
-    uow.emit(event)
-    return event.id
+    return _emit(uow, RoutingKey.OFFERING_CANCELLED, payload, offering.offering_id, offering.revision)
 
 
 def emit_node_published(uow: UnitOfWork, node: Node) -> str:
+    """Versioned by content, so that announcing the same node twice (demo data) has one event id."""
     payload = node_payload(node)
-    NodePublished.model_validate(payload)
-    version = store.compute_digest(payload)
-    event = make_event(
-        NODE_PUBLISHED,
-        payload,
-        source=SOURCE,
-        subject=str(node.node_id),
-        id_=event_id_for(NODE_PUBLISHED, node.node_id, version),
-    )
-    uow.emit(event)
-    return event.id
+    return _emit(uow, RoutingKey.NODE_PUBLISHED, payload, node.node_id, store.compute_digest(payload))
+
+
+def emit_node_updated(uow: UnitOfWork, node: Node) -> str:
+    return _emit(uow, RoutingKey.NODE_UPDATED, node_payload(node), node.node_id, node.revision)
 
 
 # --- staff commands ----------------------------------------------------------------------------
@@ -166,7 +159,7 @@ def _check_if_match(current: store.StoredOffering, if_match: str | None) -> None
 async def _locked(uow: UnitOfWork, offering_id: UUID) -> store.StoredOffering:
     current = await store.get_offering(uow.conn, offering_id, for_update=True)
     if current is None:
-        raise NotFound("Dieses Angebot gibt es nicht.")
+        raise NotFound(OFFERING_NOT_FOUND)
     return current
 
 
@@ -189,7 +182,7 @@ async def create_draft(
     offering = Offering(**fields, offering_id=offering_id or uuid4(), status=OfferingStatus.DRAFT, revision=1)
     async with unit_of_work(db) as uow:
         if await store.get_node(uow.conn, draft.node_id) is None:
-            raise Invalid([ValidationProblem("node_id", "Diesen QTI-Knoten gibt es nicht.")])
+            raise Invalid([ValidationProblem("node_id", NODE_NOT_FOUND)])
         if not await store.insert_offering(uow.conn, offering, if_missing=True):
             raise Conflict("Ein Angebot mit dieser ID gibt es bereits.")
         return await _reload(uow, offering.offering_id)
@@ -228,12 +221,12 @@ async def edit_offering(
         if problems:
             raise Invalid(problems)
         if "node_id" in changes and await store.get_node(uow.conn, new.node_id) is None:
-            raise Invalid([ValidationProblem("node_id", "Diesen QTI-Knoten gibt es nicht.")])
+            raise Invalid([ValidationProblem("node_id", NODE_NOT_FOUND)])
         if new == dataclasses.replace(old, revision=new.revision):
             return current  # nothing really changed: keep revision and etag
         await store.update_offering(uow.conn, new, replace_sessions="sessions" in changes)
         if new.status is OfferingStatus.PUBLISHED:
-            emit_offering_state(uow, OFFERING_UPDATED, new)
+            emit_offering_state(uow, RoutingKey.OFFERING_UPDATED, new)
         return await _reload(uow, offering_id)
 
 
@@ -257,7 +250,7 @@ async def publish_offering(
         if problems:
             raise Invalid(problems)
         await store.update_offering(uow.conn, new, replace_sessions=False)
-        emit_offering_state(uow, OFFERING_PUBLISHED, new)
+        emit_offering_state(uow, RoutingKey.OFFERING_PUBLISHED, new)
         return await _reload(uow, offering_id)
 
 
@@ -283,7 +276,7 @@ async def complete_offering(
         _check_if_match(current, if_match)
         new = _transitioned(current.offering, OfferingStatus.COMPLETED)
         await store.update_offering(uow.conn, new, replace_sessions=False)
-        emit_offering_state(uow, OFFERING_UPDATED, new)
+        emit_offering_state(uow, RoutingKey.OFFERING_UPDATED, new)
         return await _reload(uow, offering_id)
 
 

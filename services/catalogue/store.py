@@ -93,47 +93,82 @@ def compute_etag(offering: Offering) -> str:
 # --- nodes -------------------------------------------------------------------------------------
 
 
+_NODE_FIELDS = (
+    "node_id",
+    "name",
+    "town",
+    "county",
+    "host",
+    "address",
+    "opened_on",
+    "description",
+    "contact_name",
+    "contact_email",
+    "contact_phone",
+    "revision",
+)
+_NODE_COLUMNS = ", ".join(_NODE_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeListing:
+    """A node with the number of its published offerings that have not ended yet."""
+
+    node: Node
+    upcoming_offerings: int
+
+
 def _node(record: asyncpg.Record, prefix: str = "") -> Node:
-    return Node(
-        node_id=record[f"{prefix}node_id"],
-        name=record[f"{prefix}name"],
-        town=record[f"{prefix}town"],
-        county=record[f"{prefix}county"],
-        host=record[f"{prefix}host"],
-        address=record[f"{prefix}address"],
-        opened_on=record[f"{prefix}opened_on"],
-    )
+    return Node(**{name: record[f"{prefix}{name}"] for name in _NODE_FIELDS})
+
+
+def _node_values(node: Node) -> tuple[Any, ...]:
+    return tuple(getattr(node, name) for name in _NODE_FIELDS)
 
 
 async def insert_node_if_missing(conn: asyncpg.Connection, node: Node) -> bool:
     """True if the node was created, False if a node with this id already existed (left unchanged)."""
     inserted = await conn.fetchval(
-        "INSERT INTO nodes (node_id, name, town, county, host, address, opened_on)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (node_id) DO NOTHING RETURNING true",
-        node.node_id,
-        node.name,
-        node.town,
-        node.county,
-        node.host,
-        node.address,
-        node.opened_on,
+        f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " ON CONFLICT (node_id) DO NOTHING RETURNING true",
+        *_node_values(node),
     )
     return bool(inserted)
 
 
-async def list_nodes(conn: asyncpg.Connection) -> list[Node]:
+async def update_node(conn: asyncpg.Connection, node: Node) -> None:
+    """Write the full new state of an existing node."""
+    assignments = ", ".join(f"{name} = ${index}" for index, name in enumerate(_NODE_FIELDS, start=1))
+    await conn.execute(
+        f"UPDATE nodes SET {assignments}, updated_at = now() WHERE node_id = $1", *_node_values(node)
+    )
+
+
+_UPCOMING = (
+    "(SELECT count(*) FROM offerings o WHERE o.node_id = nodes.node_id AND o.status = 'published'"
+    " AND o.last_ends_at >= $1) AS upcoming_offerings"
+)
+
+
+async def list_nodes(conn: asyncpg.Connection, now: datetime) -> list[NodeListing]:
+    """The active nodes in the order they opened, each with its count of upcoming offerings."""
     records = await conn.fetch(
-        "SELECT node_id, name, town, county, host, address, opened_on FROM nodes"
-        " WHERE status = 'active' ORDER BY opened_on, node_id"
+        f"SELECT {_NODE_COLUMNS}, {_UPCOMING} FROM nodes WHERE status = 'active' ORDER BY opened_on, node_id",
+        now,
     )
-    return [_node(record) for record in records]
+    return [NodeListing(_node(record), record["upcoming_offerings"]) for record in records]
 
 
-async def get_node(conn: asyncpg.Connection, node_id: UUID) -> Node | None:
+async def get_node_listing(conn: asyncpg.Connection, node_id: UUID, now: datetime) -> NodeListing | None:
     record = await conn.fetchrow(
-        "SELECT node_id, name, town, county, host, address, opened_on FROM nodes WHERE node_id = $1",
-        node_id,
+        f"SELECT {_NODE_COLUMNS}, {_UPCOMING} FROM nodes WHERE node_id = $2", now, node_id
     )
+    return NodeListing(_node(record), record["upcoming_offerings"]) if record else None
+
+
+async def get_node(conn: asyncpg.Connection, node_id: UUID, *, for_update: bool = False) -> Node | None:
+    lock = " FOR UPDATE" if for_update else ""
+    record = await conn.fetchrow(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE node_id = $1{lock}", node_id)
     return _node(record) if record else None
 
 
@@ -205,8 +240,7 @@ async def _sessions_of(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UU
 
 _EXTRA_COLUMNS = (
     ", oc.confirmed AS oc_confirmed, oc.waitlisted AS oc_waitlisted, oc.version AS oc_version,"
-    " oc.as_of AS oc_as_of, n.node_id AS n_node_id, n.name AS n_name, n.town AS n_town,"
-    " n.county AS n_county, n.host AS n_host, n.address AS n_address, n.opened_on AS n_opened_on"
+    " oc.as_of AS oc_as_of, " + ", ".join(f"n.{name} AS n_{name}" for name in _NODE_FIELDS)
 )
 _EXTRA_JOINS = (
     " JOIN nodes n ON n.node_id = o.node_id LEFT JOIN occupancy oc ON oc.offering_id = o.offering_id"

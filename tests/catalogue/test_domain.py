@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
@@ -13,7 +13,9 @@ import pytest
 
 from devtools import demo_data
 from qti_contracts.events import NodePublished, OfferingKind, OfferingState, OfferingStatus, Topic
+from qti_contracts.registry import EVENT_TYPES
 from services.catalogue.domain import (
+    Node,
     Offering,
     OfferingDraft,
     OfferingSession,
@@ -36,6 +38,8 @@ from services.catalogue.domain import (
     validate_for_publish,
     validate_offering,
 )
+from services.catalogue.handlers import PUBLISHED_EVENTS
+from services.catalogue.node_rules import validate_node
 
 BERLIN = ZoneInfo("Europe/Berlin")
 S = OfferingStatus
@@ -570,3 +574,26 @@ def test_generator_edge_cases() -> None:
     assert demo_data.generated_offerings(0, seed=1) == []
     with pytest.raises(ValueError, match="negative"):
         demo_data.generated_offerings(-1, seed=1)
+
+
+def test_node_rules_refuse_what_staff_cannot_save() -> None:
+    node = Node(
+        node_id=UUID(int=1),
+        name="QTI-Knoten Gera",
+        town="Gera",
+        county="Gera (kreisfreie Stadt)",
+        host="Bildungszentrum Gera",
+        address="Straße 1, 07545 Gera",
+        opened_on=date(2027, 1, 1),
+    )
+    assert validate_node(node) == []
+    wrong = validate_node(
+        dataclasses.replace(node, name="", county="Gera", contact_email="a@b", contact_phone="12")
+    )
+    assert {p.field for p in wrong} == {"name", "county", "contact_email", "contact_phone"}
+    assert all(p.message.endswith(".") for p in wrong)
+
+
+def test_catalogue_declares_every_catalogue_event_type_it_publishes() -> None:
+    contract = {key for key in EVENT_TYPES if key.startswith("catalogue.")}
+    assert set(PUBLISHED_EVENTS) == contract

@@ -12,9 +12,10 @@ import pytest
 import pytest_asyncio
 from catalogue.harness import STAFF, Service, drain, isolated_service, offering_body, participant, watch_queue
 
+from qti_contracts.topology import RoutingKey
 from qti_runtime.outbox import OutboxRow
 from qti_runtime.unit_of_work import unit_of_work
-from services.catalogue.handlers import OFFERING_PUBLISHED, event_id_for
+from services.catalogue.handlers import event_id_for
 from support import Isolation, eventually, get_messages
 
 
@@ -27,7 +28,7 @@ async def published_offering(service: Service, capacity: int = 3) -> str:
 
 
 async def test_publish_emits_one_event_even_when_the_relay_crashes(service: Service) -> None:
-    async with watch_queue(service.settings.amqp_url, OFFERING_PUBLISHED) as watch:
+    async with watch_queue(service.settings.amqp_url, RoutingKey.OFFERING_PUBLISHED) as watch:
         relay = service.runtime.relay
         assert relay is not None
         crashes: list[list[str]] = []
@@ -59,7 +60,7 @@ async def _publish_through_crash(
 
     deliveries = await drain(watch, settle=0.7)
     assert crashes, "the hook must have simulated the crash"
-    expected_id = event_id_for(OFFERING_PUBLISHED, UUID(offering_id), 2)
+    expected_id = event_id_for(RoutingKey.OFFERING_PUBLISHED, UUID(offering_id), 2)
     # At-least-once delivery: the crash may cause a second delivery, but of the very same event.
     assert 1 <= len(deliveries) <= 2
     assert {d["id"] for d in deliveries} == {expected_id}

@@ -1,5 +1,5 @@
 """The listings' items are built as JSON by Postgres (`store.search_offerings_json`); they must equal
-what the single-offering endpoints build in Python (`api.public_offering` / `api.staff_offering`),
+what the single-offering endpoints build in Python (`representations.public_offering` / `.staff_offering`),
 value for value and type for type, in the same key order."""
 
 from __future__ import annotations

@@ -38,6 +38,8 @@ def subscriptions(handlers: NotificationHandlers, settings: Settings) -> list[Su
             title="notification.events:consume",
             description="Registration outcomes and catalogue changes → delivery-log rows (mails to send).",
             # Outcomes, the bulk of the traffic, many to a transaction; the rest one by one.
-            batching=Batching(handlers.on_batch, max_size=max(1, settings.prefetch // 2), types=OUTCOME_TYPES),
+            batching=Batching(
+                handlers.on_batch, max_size=max(1, settings.prefetch // 2), types=OUTCOME_TYPES
+            ),
         )
     ]

@@ -266,7 +266,8 @@ async def test_forget_person_through_the_cli_on_a_running_system(  # noqa: PLR09
             counts = removed_counts(output)
             assert set(counts) == set(SERVICES), output
             assert counts["catalogue"] == 0
-            assert counts["registration"] == 2  # the registration and its stored outcome
+            # the registration, its stored outcome, and the rejection outcome naming its recipient
+            assert counts["registration"] == 3
             # recipient + confirmation, rejection, reminder (+ the cancellation mail if it came first)
             assert counts["notification"] in (4, 5), output
             assert counts["reporting"] == 2  # projection row + logged confirmation

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ASYNCAPI_TOOLS := tools/asyncapi
 ASYNCAPI_STAMP := $(ASYNCAPI_TOOLS)/node_modules/.installed
-LINT_PATHS := qti_runtime contracts/qti_contracts services
+LINT_PATHS := qti_runtime contracts/qti_contracts services frontends
 
 .PHONY: help venv lint format test pytest browser asyncapi run bench clean
 

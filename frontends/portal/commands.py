@@ -77,7 +77,7 @@ class ReplyStore:
             return None
         found = dict(json.loads(raw))
         if token:
-            found["personal_token"] = token.decode()
+            found["personal_token"] = token.decode() if isinstance(token, bytes) else str(token)
         return found
 
 

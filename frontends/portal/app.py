@@ -61,6 +61,16 @@ def install_error_pages(app: FastAPI) -> None:
             "noch einmal.",
         )  # fmt: skip
 
+    async def on_error(request: Request, exc: Exception) -> Response:
+        # Type and place only: the message could quote submitted (personal) data.
+        path = request.url.path.split("/meine-anmeldung/")[0]
+        log.error("portal.error", error=type(exc).__name__, path=path)
+        return portal_of(request).error_page(
+            request, 500, "Fehler im Portal",
+            "Das hat leider nicht geklappt. Bitte versuchen Sie es in einigen Minuten noch einmal.",
+        )  # fmt: skip
+
+    app.add_exception_handler(Exception, on_error)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_http)
     app.add_exception_handler(BackendUnavailable, on_unavailable)

@@ -22,7 +22,10 @@ def portal_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 async def portal_system(
-    isolation: Isolation, tmp_path_factory: pytest.TempPathFactory, portal_env: dict[str, str]
+    isolation: Isolation,
+    tmp_path_factory: pytest.TempPathFactory,
+    portal_env: dict[str, str],
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[PortalSystem]:
     database_url = await isolation.create_database()
     amqp_url = await isolation.create_vhost()
@@ -30,7 +33,13 @@ async def portal_system(
     try:
         with sink:
             async with start_portal_system(database_url, amqp_url, sink, portal_env) as started:
-                yield started
+                try:
+                    yield started
+                finally:
+                    # The portal's own log, kept as an artefact (it holds no personal data).
+                    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+                    log = ARTEFACTS / f"portal-{request.module.__name__.rsplit('.', 1)[-1]}.log"
+                    log.write_text(started.log_text())
     finally:
         await isolation.drop_database(database_url)
         await isolation.delete_vhost(amqp_url)

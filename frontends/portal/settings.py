@@ -21,8 +21,11 @@ class PortalSettings(BaseSettings):
 
     env: str = Field(default="development", pattern="^(development|production)$")
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    catalogue_url: str = "http://127.0.0.1:8001"
-    registration_url: str = "http://127.0.0.1:8002"
+    # The services' public HTTP APIs; by default on this host at their QTI_<SERVICE>_PORT.
+    catalogue_url: str = ""
+    registration_url: str = ""
+    catalogue_port: int = 8001
+    registration_port: int = 8002
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key, so that several portals (or test runs) can share one Redis.
     redis_prefix: str = "qti-portal"
@@ -40,6 +43,12 @@ class PortalSettings(BaseSettings):
     # How long the outcome page waits for a decision before it shows "wird bearbeitet".
     portal_outcome_wait_seconds: float = Field(default=4.0, ge=0, le=20)
     log_level: str = "INFO"
+
+    def model_post_init(self, _context: object) -> None:
+        if not self.catalogue_url:
+            self.catalogue_url = f"http://127.0.0.1:{self.catalogue_port}"
+        if not self.registration_url:
+            self.registration_url = f"http://127.0.0.1:{self.registration_port}"
 
     def production_problems(self) -> list[str]:
         if self.env != "production":

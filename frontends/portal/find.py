@@ -59,11 +59,16 @@ def _valid_date(value: str) -> bool:
     return len(value) == 10
 
 
-def clean_filters(query: dict[str, str]) -> dict[str, str]:
+def node_counties(nodes: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The districts the nodes are in, as the catalogue names them (its `county` filter matches those)."""
+    return [(c, c) for c in sorted({str(n["county"]) for n in nodes if n.get("county")})]
+
+
+def clean_filters(query: dict[str, str], nodes: list[dict[str, Any]]) -> dict[str, str]:
     """The filters as entered, each dropped when it is not one of the allowed values."""
     options = choice_options()
     allowed = {
-        "county": {v for v, _ in options["county_options"]},
+        "county": {v for v, _ in node_counties(nodes)},
         "topic": {v for v, _ in options["topic_options"]},
         "kind": {v for v, _ in options["kind_options"]},
     }
@@ -117,11 +122,11 @@ def _page_number(value: str | None) -> int:
 @router.get("/", response_class=HTMLResponse)
 async def start(request: Request) -> Response:
     portal = portal_of(request)
-    filters = clean_filters(dict(request.query_params))
+    nodes = await portal.backend.nodes()
+    filters = clean_filters(dict(request.query_params), nodes)
     page = _page_number(request.query_params.get("seite"))
     params = catalogue_params(filters)
     found = await portal.backend.offerings([*params, ("offset", str((page - 1) * PAGE_SIZE))], PAGE_SIZE)
-    nodes = await portal.backend.nodes()
     total = int(found.get("total", 0))
 
     def page_query(number: int) -> str:
@@ -138,7 +143,7 @@ async def start(request: Request) -> Response:
         pages=max(1, math.ceil(total / PAGE_SIZE)),
         page_query=page_query,
         node_options=[(n["node_id"], f"{n['name']} ({n['town']})") for n in nodes],
-        **options,
+        **{**options, "county_options": node_counties(nodes)},
     )
 
 

@@ -208,3 +208,24 @@ async def test_rate_limit_per_email_address(client: httpx.AsyncClient) -> None:
     assert [s.status_code for s in statuses[:10]] == [422] * 10
     assert statuses[10].status_code == 429 and int(statuses[10].headers["retry-after"]) > 0
     assert "Zu viele Anfragen" in statuses[10].text
+
+
+async def test_start_page_filters_by_node_county_kind_and_period(
+    client: httpx.AsyncClient, portal_system: PortalSystem
+) -> None:
+    async with httpx.AsyncClient(base_url=portal_system.system.urls["catalogue"]) as catalogue:
+        nodes = (await catalogue.get("/nodes")).json()["items"]
+    assert len(nodes) == 5
+    for node in nodes:
+        for params in ({"node": node["node_id"]}, {"county": node["county"]}):
+            page = await client.get("/", params=params)
+            places = re.findall(r"<dt>Ort</dt><dd>([^<]+)</dd>", page.text)
+            assert places, params
+            assert all(p.endswith(node["town"]) for p in places), (params, places)
+    workshops = await client.get("/", params={"kind": "workshop"})
+    kinds = re.findall(r"<dt>Format</dt><dd>([^<·]+)", workshops.text)
+    assert kinds and {k.strip() for k in kinds} == {"Workshop"}
+    nothing = await client.get("/", params={"von": "2099-01-01"})
+    assert "0 Angebote gefunden" in nothing.text
+    ignored = await client.get("/", params={"county": "<script>", "topic": "kaputt", "von": "gestern"})
+    assert ignored.status_code == 200 and "&lt;script&gt;" not in ignored.text

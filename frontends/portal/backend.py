@@ -6,6 +6,7 @@ Answers are plain JSON dicts as documented; a missing thing is `None`, never an 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import httpx
 
 # A personal token is URL-safe base64 (contracts: 22-128 characters); anything else is never sent on.
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22,128}$")
+NODES_TTL_SECONDS = 30.0
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
 
@@ -24,6 +26,7 @@ class BackendUnavailable(Exception):
 class Backend:
     catalogue: httpx.AsyncClient
     registration: httpx.AsyncClient
+    _nodes: tuple[float, list[dict[str, Any]]] | None = None
 
     @classmethod
     def connect(cls, catalogue_url: str, registration_url: str) -> Backend:
@@ -51,8 +54,15 @@ class Backend:
         return response.json()
 
     async def nodes(self) -> list[dict[str, Any]]:
-        found = await self._get(self.catalogue, "/nodes")
-        return list(found["items"]) if found else []
+        """The nodes, kept for NODES_TTL_SECONDS: every page needs them and they change rarely."""
+        now = time.monotonic()
+        if self._nodes is None or now - self._nodes[0] > NODES_TTL_SECONDS:
+            found = await self._get(self.catalogue, "/nodes")
+            nodes = list(found["items"]) if found else []
+            if not nodes:
+                return []  # not kept: the catalogue may be loading its nodes right now
+            self._nodes = (now, nodes)
+        return self._nodes[1]
 
     async def offerings(self, params: list[tuple[str, str]], limit: int = 200) -> dict[str, Any]:
         found = await self._get(self.catalogue, "/offerings", params=[*params, ("limit", str(limit))])

@@ -125,8 +125,8 @@ async def start(request: Request) -> Response:
     nodes = await portal.backend.nodes()
     filters = clean_filters(dict(request.query_params), nodes)
     page = _page_number(request.query_params.get("seite"))
-    params = catalogue_params(filters)
-    found = await portal.backend.offerings([*params, ("offset", str((page - 1) * PAGE_SIZE))], PAGE_SIZE)
+    params = [*catalogue_params(filters), ("offset", str((page - 1) * PAGE_SIZE))]
+    found = await portal.backend.offerings(params, PAGE_SIZE)
     total = int(found.get("total", 0))
 
     def page_query(number: int) -> str:

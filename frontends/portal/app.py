@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -85,6 +86,13 @@ def install_info_pages(app: FastAPI) -> None:
         app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
 
 
+async def redis_ready(portal: Portal) -> bool:
+    try:
+        return bool(await portal.replies.redis.ping())
+    except RedisError:
+        return False
+
+
 def install_health(app: FastAPI) -> None:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -93,7 +101,11 @@ def install_health(app: FastAPI) -> None:
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
         portal = portal_of(request)
-        checks = {"broker": portal.bus.ready, "services": await portal.backend.ready()}
+        checks = {
+            "broker": portal.bus.ready,
+            "services": await portal.backend.ready(),
+            "redis": await redis_ready(portal),
+        }
         return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
 
 

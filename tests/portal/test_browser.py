@@ -191,3 +191,43 @@ async def test_every_page_type_is_accessible_at_two_widths(
             await page.screenshot(path=str(artefacts / f"portal-{name}-360px.png"), full_page=True)
             assert await page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
     assert (artefacts / "portal-start-360px.png").stat().st_size > 0
+
+
+async def test_registration_pages_at_phone_width_and_without_javascript(
+    browser: Browser, portal_system: PortalSystem
+) -> None:
+    """Register, "Meine Anmeldung", the cancel step and the coordinator outcome at 390 px with JavaScript
+    off; then axe (which needs JavaScript to run) on each page visited, at 390 px."""
+    title = f"Wasserstoff Ohne-JS {uuid.uuid4().hex[:8]}"
+    offering_id = await portal_system.create_offering(5, title)
+    visited: list[str] = []
+    async with browser_context(browser, PHONE, javascript=False) as context:
+        page = await context.new_page()
+        await page.goto(f"{portal_system.url}/angebote/{offering_id}")
+        await register(page, "Zoë", "Łukasiewicz", "zoe.phone@example.de")
+        await expect(page.get_by_role("heading", name="Anmeldung bestätigt")).to_be_visible()
+        visited.append(page.url)
+        await page.get_by_role("link", name="Meine Anmeldung ansehen oder absagen").click()
+        await expect(page.get_by_text("Zoë Łukasiewicz")).to_be_visible()
+        visited.append(page.url)
+        await page.get_by_role("link", name="Teilnahme absagen").click()
+        visited.append(page.url)
+        await page.get_by_role("link", name="Nein, angemeldet bleiben").click()
+        await expect(page.get_by_text("bestätigt", exact=True)).to_be_visible()
+        await page.goto(f"{portal_system.url}/angebote/{offering_id}/mehrere")
+        person = page.get_by_role("group", name="Person 1")
+        await person.get_by_label("Vorname").fill("Yusuf")
+        await person.get_by_label("Nachname").fill("Demir")
+        await person.get_by_label("E-Mail", exact=False).fill("yusuf.phone@example.de")
+        await page.get_by_label("Unternehmen", exact=True).fill("Kolben KG")
+        await page.get_by_label("Postleitzahl", exact=False).fill("98529")
+        await page.get_by_label("Landkreis", exact=False).select_option(label="Suhl (kreisfreie Stadt)")
+        await page.get_by_role("checkbox", name=re.compile("Datenschutz")).check()
+        await page.get_by_role("button", name=re.compile("verbindlich anmelden")).click()
+        await expect(page.get_by_role("cell", name="bestätigt")).to_have_count(1)
+        visited.append(page.url)
+    async with browser_context(browser, PHONE) as context:
+        page = await context.new_page()
+        for url in visited:
+            await page.goto(url)
+            await assert_accessible(page, f"{url} bei 390 px")

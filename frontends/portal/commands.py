@@ -12,6 +12,7 @@ token is handed to a browser only if that browser submitted the request (see `se
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 import aio_pika
 import aio_pika.abc
+import aio_pika.exceptions
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
@@ -91,8 +93,17 @@ class CommandBus:
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
 
-    async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.amqp_url)
+    async def start(self, attempts: int = 30) -> None:
+        """Connects (the broker may be restarting: tried once a second, `attempts` times)."""
+        for attempt in range(attempts):
+            try:
+                self._connection = await aio_pika.connect_robust(self.amqp_url)
+                break
+            except (ConnectionError, aio_pika.exceptions.AMQPConnectionError):
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(1)
+        assert self._connection is not None
         self._channel = await self._connection.channel(publisher_confirms=True)
         queue = await self._channel.declare_queue(self.reply_queue, exclusive=True, auto_delete=True)
         await queue.consume(self._on_reply)

@@ -28,8 +28,8 @@ _email = TypeAdapter(Email)
 
 class PortalRegistrationRequested(RegistrationRequested):
     """`registration.requested` plus the version of the privacy notice consented to: an additional data
-    field, which registration ignores (INTERFACE.md: unknown fields are ignored) and keeps in the stored
-    envelope, so the consent is documented with its text version."""
+    field (INTERFACE.md: unknown fields are ignored). It travels with the command; registration does not
+    store it yet (it keeps a request's envelope only until the decision), see docs/portal.md."""
 
     privacy_notice_version: str = PRIVACY_NOTICE_VERSION
 

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ASYNCAPI_TOOLS := tools/asyncapi
 ASYNCAPI_STAMP := $(ASYNCAPI_TOOLS)/node_modules/.installed
-LINT_PATHS := qti_runtime qti_host contracts/qti_contracts services devtools scripts/long_functions.py
+LINT_PATHS := qti_runtime qti_host contracts/qti_contracts services devtools frontends scripts/long_functions.py
 
 .PHONY: help venv lint format test pytest browser asyncapi run bench clean
 

@@ -123,6 +123,8 @@ def _process_specs(settings: Settings, *, mail_sink: bool) -> tuple[list[Process
             name = service if count == 1 else f"{service}.{index}"
             argv = [python, "-m", runnable_module(service)]
             specs.append(ProcessSpec(name, argv, env={"QTI_REPLICA": str(index)}))
+    if module_available("frontends.portal.__main__"):  # the reference frontend (docs/portal.md)
+        specs.append(ProcessSpec("portal", [python, "-m", "frontends.portal"]))
     return specs, missing
 
 
@@ -190,6 +192,7 @@ def _banner(settings: Settings, services: list[str], mail_sink: bool) -> str:
         lines.append(f"  {service:<13} {base:<24} OpenAPI: {base}/docs")
     if "reporting" in services:
         lines.append(f"  {'dashboard':<13} http://{host}:{settings.reporting_port}/dashboard")
+    lines.append(f"  {'portal':<13} {settings.portal_url}/")
     if mail_sink:
         port = os.environ.get("QTI_MAIL_SINK_HTTP_PORT", str(MAIL_SINK_HTTP_PORT))
         lines.append(f"  {'mail sink':<13} http://127.0.0.1:{port}/")

@@ -41,6 +41,7 @@ def qti_run(
         "QTI_DATABASE_URL": database_url,
         "QTI_AMQP_URL": amqp_url,
         **{f"QTI_{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
+        "QTI_PORTAL_PORT": str(free_port()),  # the portal is part of the run; never the shared 8000
         "QTI_MAIL_SINK_HTTP_PORT": str(ports["sink_http"]),
         "QTI_SMTP_PORT": str(ports["smtp"]),
         "QTI_MAIL_SINK_FOLDER": str(tmp_path / "mail"),

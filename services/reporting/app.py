@@ -46,7 +46,7 @@ def build_runtime(settings: Settings | None = None) -> ServiceRuntime:
 def create_app(settings: Settings | None = None) -> FastAPI:
     config = reporting_settings(settings)
     runtime = build_runtime(config)
-    return runtime.create_app([build_router(config)], title="qti-net reporting")
+    return runtime.create_app([build_router(config, runtime)], title="qti-net reporting")
 
 
 def main() -> None:

@@ -417,23 +417,49 @@ async def reset_kpi_state(conn: asyncpg.Connection) -> None:
     await conn.execute("UPDATE kpi_state SET emitted_count = -1 WHERE id = 1")
 
 
-async def save_snapshot(
-    conn: asyncpg.Connection, snapshot_id: str, period: str, media_type: str, sha256: str, body: bytes
-) -> datetime:
+@dataclass(frozen=True)
+class SnapshotFile:
+    media_type: str
+    sha256: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A frozen report: the JSON document first, further renderings (the PDF) beside it."""
+
+    snapshot_id: str
+    period: str
+    files: tuple[SnapshotFile, ...]
+
+
+async def save_snapshot(conn: asyncpg.Connection, snapshot: Snapshot) -> datetime:
+    document, *others = snapshot.files
     created: datetime = await conn.fetchval(
         "INSERT INTO snapshots (snapshot_id, period, media_type, sha256, body) VALUES ($1, $2, $3, $4, $5)"
         " RETURNING created_at",
-        snapshot_id,
-        period,
-        media_type,
-        sha256,
-        body,
+        snapshot.snapshot_id,
+        snapshot.period,
+        document.media_type,
+        document.sha256,
+        document.body,
+    )
+    await conn.executemany(
+        "INSERT INTO snapshot_files (snapshot_id, media_type, sha256, body) VALUES ($1, $2, $3, $4)",
+        [(snapshot.snapshot_id, f.media_type, f.sha256, f.body) for f in others],
     )
     return created
 
 
-async def get_snapshot(conn: asyncpg.Connection, snapshot_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM snapshots WHERE snapshot_id = $1", snapshot_id)
+async def get_snapshot(
+    conn: asyncpg.Connection, snapshot_id: str, media_type: str | None = None
+) -> asyncpg.Record | None:
+    """The stored file of a snapshot: its JSON document, or (by media type) another rendering."""
+    if media_type is None:
+        return await conn.fetchrow("SELECT * FROM snapshots WHERE snapshot_id = $1", snapshot_id)
+    return await conn.fetchrow(
+        "SELECT * FROM snapshot_files WHERE snapshot_id = $1 AND media_type = $2", snapshot_id, media_type
+    )
 
 
 async def list_snapshots(conn: asyncpg.Connection) -> list[asyncpg.Record]:

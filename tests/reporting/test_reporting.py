@@ -44,7 +44,7 @@ async def test_scripted_history_gives_exact_figures(reporting: Any) -> None:
 
     async with reporting.runtime.db.pool.acquire() as conn:
         facts = await store.load_facts(conn)
-    raw = compute(facts, Filters(), None, apply_suppression=False).total.values
+    raw = compute(facts, Filters(), None).total.values
     for key, expected in EXPECTED_RAW.items():
         assert raw[key] == expected, key
 

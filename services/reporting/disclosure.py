@@ -23,7 +23,7 @@ from services.reporting.domain import (
     Value,
     is_small,
 )
-from services.reporting.suppression import INF, CellKey, CellSystem, protect
+from services.reporting.suppression import INF, PRIMARY_RANGE, CellKey, CellSystem, protect
 
 TOTAL: Final = "total"
 COUNTIES: Final = "company_county"
@@ -78,6 +78,18 @@ DISTINCT: Final = frozenset(
     {"participants", "companies", "smes", "automotive_suppliers", *_SIZES, *_GENDERS, *_AGES}
 )
 COUNTS: Final = ADDITIVE | DISTINCT
+# Remainders that are differences of additive counts: the groups' remainders add up to the total's. A
+# reader can combine the relations that way, so the bound reasoning is given these sums too.
+ADDITIVE_REMAINDERS: Final = (
+    "~confirmed_cancelled",
+    "~unconfirmed_cancelled",
+    "~not_completed",
+    "~not_eligible",
+    "~never_seated",
+    "~moved_up",
+    "~unheld",
+    "~not_rejected",
+)
 
 
 def _cells(table: str, row: Row) -> dict[CellKey, int]:
@@ -91,14 +103,14 @@ def _cells(table: str, row: Row) -> dict[CellKey, int]:
 
 
 def _primary(system: CellSystem, table: str, row: Row) -> None:
-    """Primary cells: 1–4 persons or companies (hours: 1–4 persons attending, at least one unit each)."""
+    """Primary cells: 0–4 persons or companies (hours: 1–4 persons attending)."""
     for key, value in _cells(table, row).items():
         name = key[2]  # type: ignore[index]
         if name == ATTENDED_UNITS:
-            if is_small(row.persons.get("participant_hours", 0)):
-                system.primary[key] = (1, INF)
+            if 0 < row.persons.get("participant_hours", 0) < MIN_GROUP_SIZE:
+                system.primary[key] = (1, INF)  # at least one unit each; 0 hours are no one's
         elif is_small(value):
-            system.primary[key] = (1, MIN_GROUP_SIZE - 1)
+            system.primary[key] = PRIMARY_RANGE
 
 
 def _row_relations(system: CellSystem, table: str, row: Row) -> None:
@@ -114,10 +126,10 @@ def _row_relations(system: CellSystem, table: str, row: Row) -> None:
 
 
 def _column_relations(system: CellSystem, table: str, groups: Sequence[Row], total_row: str) -> None:
-    for key in sorted(COUNTS):
+    for key in [*sorted(COUNTS), *ADDITIVE_REMAINDERS]:
         total: CellKey = (TOTAL, None, key) if total_row == TOTAL else (total_row, None, key)
         members = [(table, row.key, key) for row in groups]
-        if key in ADDITIVE:
+        if key in ADDITIVE or key.startswith("~"):
             system.add_equation([(1, total), *((-1, m) for m in members)])
             continue
         overlap = system.add_hidden((table, "~overlap", key))

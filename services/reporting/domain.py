@@ -50,7 +50,7 @@ from qti_contracts.events import (
 from qti_contracts.registry import parse_data
 from qti_runtime.german import BERLIN, MONTHS
 
-SUPPRESSED: Final = "<5"  # a count of 1–4 persons or companies
+SUPPRESSED: Final = "<5"  # a count of 0–4 persons or companies
 WITHHELD: Final = "gesperrt"  # withheld so that no "<5" can be recomputed, or derived from one
 MARKERS: Final = frozenset({SUPPRESSED, WITHHELD})
 # Counts behind derived figures, kept beside the persons behind each indicator (never published).
@@ -455,6 +455,7 @@ GROUPINGS: Final[dict[str, str]] = {
     "year": "Jahr",
 }
 TIME_GROUPINGS: Final = frozenset({"month", "quarter", "year"})
+SIZE_ORDER: Final = tuple(size.value for size in SizeClass)
 
 
 @dataclass(frozen=True)
@@ -670,8 +671,12 @@ def _notification_values(figures: _Figures, bucket: _Bucket, offering_level: boo
 
 
 def is_small(count: int) -> bool:
-    """A count of 1–4 persons or companies: shown as "<5"; 0 and larger groups are shown as they are."""
-    return 0 < count < MIN_GROUP_SIZE
+    """A count below 5, zero included: shown as "<5".
+
+    Zero too: if 0 were shown as 0, every "<5" would say "1 to 4", and a "<5" total of four "<5" parts
+    would give each part away (four parts of at least 1 adding up to at most 4 are all 1).
+    """
+    return 0 <= count < MIN_GROUP_SIZE
 
 
 @dataclass(frozen=True)
@@ -751,10 +756,15 @@ def compute(
     groups: list[Row] = []
     if grouping is not None:
         buckets = _bucketize(facts, filters, _GroupKey(grouping))
+        if grouping == "size_class":
+            # Every class always: a row that appears only with data would tell that someone is in it.
+            # Offerings, sessions and notifications have no company size: their bucket is not a group.
+            buckets = {key: buckets.get(key, _Bucket()) for key in [*SIZE_ORDER, UNKNOWN]}
+            buckets[UNKNOWN] = _Bucket(
+                registrations=buckets[UNKNOWN].registrations, requests=buckets[UNKNOWN].requests
+            )
         for key in sorted(buckets, key=lambda k: (k == UNKNOWN, k)):
             bucket = buckets[key]
-            if grouping == "size_class" and key == UNKNOWN and not (bucket.registrations or bucket.requests):
-                continue  # offerings, sessions and notifications have no company size
             values, persons = _values(bucket, grouping != "size_class", total=False)
             label = group_label(grouping, key, node_names or {})
             groups.append(Row(key, label, dict(values), persons))
@@ -766,9 +776,11 @@ COMPANY_COUNTY_DIMENSION: Final = "company_county"
 
 def companies_by_county(facts: Facts, filters: Filters) -> list[Row]:
     """Unique companies reached (with a participation), by the company's own county (code of the closed
-    list, German label; anything else counts as "keine Angabe"); raw counts."""
+    list, German label; anything else counts as "keine Angabe"); raw counts. Every county always: a row
+    that appeared only with data would tell that a company from there took part."""
     bucket = _bucketize(facts, filters, _whole).get("", _Bucket())
-    seen: dict[str, set[str]] = defaultdict(set)
+    seen: dict[str, set[str]] = {county.value: set() for county in County}
+    seen[UNKNOWN] = set()
     for reg in bucket.registrations:
         if reg.participates and reg.company_ref:
             seen[county_code(reg.company_county) or UNKNOWN].add(reg.company_ref)

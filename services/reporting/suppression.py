@@ -3,11 +3,11 @@
 A report is a set of integer cells tied by linear relations that any reader knows (a total is the sum of its
 groups, rejections by reason add up to all rejections, participants are at most participations, …). A reader
 who sees the published cells and knows the relations can narrow each withheld cell to an interval; a cell
-of 1–4 persons whose interval shrinks to one value is recovered. `protect` withholds further cells (the
+of 0–4 persons whose interval shrinks to one value is recovered. `protect` withholds further cells (the
 "secondary" ones, value 5 or more) until bound reasoning over all relations pins no primary cell.
 
-The reader's model (docs/reporting-suppression.md): a shown cell is exact; "<5" is 1–4; a secondarily
-withheld cell is at least 5 (the rule never withholds a 0 or a "<5" that way); an unpublished remainder
+The reader's model (docs/reporting-suppression.md): a shown cell is exact; "<5" is 0–4; a secondarily
+withheld cell is at least 5 (the rule withholds no "<5" that way); an unpublished remainder
 (e.g. persons with two participations) is at least 0.
 """
 
@@ -19,6 +19,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+import z3
+
 from qti_contracts import MIN_GROUP_SIZE
 
 CellKey = Hashable
@@ -27,7 +29,7 @@ Equation = tuple[tuple[int, CellKey], ...]
 Bounds = tuple[float, float]
 
 INF: Final = math.inf
-PRIMARY_RANGE: Final[Bounds] = (1, MIN_GROUP_SIZE - 1)
+PRIMARY_RANGE: Final[Bounds] = (0, MIN_GROUP_SIZE - 1)
 SECONDARY_RANGE: Final[Bounds] = (MIN_GROUP_SIZE, INF)
 HIDDEN_RANGE: Final[Bounds] = (0, INF)
 _MAX_STEPS: Final = 1_000_000
@@ -133,12 +135,55 @@ def pinned(system: CellSystem, secondary: set[CellKey]) -> list[CellKey]:
     return [cell for cell in system.primary if bounds[cell][0] >= bounds[cell][1]]
 
 
+def exact_pinned(system: CellSystem, secondary: set[CellKey]) -> list[CellKey]:
+    """Primary cells a reader can recompute by exact integer reasoning over all relations at once (z3).
+
+    Bound reasoning misses what only a combination of relations gives away; this finds it. Each model
+    found with some primary cell off its true value frees every cell that differs in it, so a few
+    solver calls settle hundreds of cells.
+    """
+    solver = z3.Solver()
+    variables = {cell: z3.Int(f"c{number}") for number, cell in enumerate(system.values)}
+    for cell, variable in variables.items():
+        low, high = _reader_range(system, secondary, cell)
+        solver.add(variable >= low)
+        if high != INF:
+            solver.add(variable <= high)
+    for equation in system.equations:
+        solver.add(z3.Sum([coefficient * variables[cell] for coefficient, cell in equation]) == 0)
+    open_cells = [cell for cell in system.primary]
+    while open_cells:
+        solver.push()
+        solver.add(z3.Or([variables[cell] != system.values[cell] for cell in open_cells]))
+        if solver.check() != z3.sat:
+            solver.pop()
+            return open_cells
+        model = solver.model()
+        solver.pop()
+        open_cells = [
+            cell for cell in open_cells if model.eval(variables[cell]).as_long() == system.values[cell]
+        ]
+    return []
+
+
+def _reader_range(system: CellSystem, secondary: set[CellKey], cell: CellKey) -> Bounds:
+    if cell in system.hidden:
+        return HIDDEN_RANGE
+    if cell in system.primary:
+        return system.primary[cell]
+    if cell in secondary:
+        return SECONDARY_RANGE
+    value = system.values[cell]
+    return (value, value)
+
+
 def protect(system: CellSystem) -> set[CellKey]:
-    """The secondary cells: withheld as well, so that no primary cell is pinned (greedy, largest first)."""
+    """The secondary cells: withheld as well, so that no primary cell is pinned. Greedy: bound reasoning
+    first (cheap), then an exact check; each pinned cell gets one more withheld cell beside it."""
     secondary: set[CellKey] = set()
     by_cell = _equations_by_cell(system.equations)
     for _ in range(_MAX_ROUNDS):
-        exposed = pinned(system, secondary)
+        exposed = pinned(system, secondary) or exact_pinned(system, secondary)
         if not exposed:
             return secondary
         added = {choice for cell in exposed if (choice := _complement(cell, system, secondary, by_cell))}

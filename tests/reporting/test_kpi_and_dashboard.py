@@ -103,7 +103,9 @@ def _matches(event: KpiUpdated, live: dict[str, Any]) -> bool:
         if value is None:
             continue
         figure = totals[key]
-        if (figure.suppressed and value != "<5") or (not figure.suppressed and figure.value != value):
+        if (figure.suppressed and value not in ("<5", "gesperrt")) or (
+            not figure.suppressed and figure.value != value
+        ):
             return False
     return True
 

@@ -9,7 +9,7 @@ recomputed from the relations below; a ratio or hour figure is shown only when t
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Final
+from typing import Final, cast
 
 from qti_contracts import MIN_GROUP_SIZE, AgeBand, Gender, RejectionReason, SizeClass
 from services.reporting.domain import (
@@ -157,7 +157,7 @@ HEADLINE: Final = frozenset(
 
 
 def _rank(cell: CellKey) -> int:
-    table, _row, key = cell  # type: ignore[misc]
+    table, _row, key = cast(tuple[str, str | None, str], cell)
     return (2 if table == TOTAL else 0) + (1 if key in HEADLINE else 0)
 
 

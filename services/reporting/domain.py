@@ -145,7 +145,7 @@ def _company(
     }
 
 
-def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 (one case per type)
+def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """The part of an event's `data` that reporting keeps. Invalid payloads keep only `{"invalid": true}`.
 
     What registrants provide and what of it is kept (nothing they type reaches the figures):
@@ -163,10 +163,19 @@ def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any
         model = parse_data(event_type, dict(data))
     except (ValidationError, LookupError):
         return {"invalid": True}
-    out: dict[str, Any]
+    out = _scrub_catalogue(model)
+    if out is None:
+        out = _scrub_registration(key, model)
+    if out is None:
+        out = _scrub_notification(model)
+    result: dict[str, Any] = _no_emails(out if out is not None else {})
+    return result
+
+
+def _scrub_catalogue(model: Any) -> dict[str, Any] | None:
     match model:
         case OfferingState():
-            out = {
+            return {
                 "offering_id": model.offering_id,
                 "node_id": model.node_id,
                 "kind": model.kind.value,
@@ -185,18 +194,23 @@ def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any
                 ],
             }
         case OfferingCancelled():
-            out = {"offering_id": model.offering_id, "revision": model.revision}
+            return {"offering_id": model.offering_id, "revision": model.revision}
         case NodePublished():
             # The node's name is staff text (a group label); its county is reduced to the closed list.
-            out = {"node_id": model.node_id, "name": model.name, "county": county_code(model.county)}
+            return {"node_id": model.node_id, "name": model.name, "county": county_code(model.county)}
+    return None
+
+
+def _scrub_registration(key: bytes, model: Any) -> dict[str, Any] | None:
+    match model:
         case RegistrationRequested():
-            out = {
+            return {
                 "offering_id": model.offering_id,
                 "privacy_consent": model.privacy_consent,
                 "company": _company(key, model),
             }
         case RegistrationConfirmed() | RegistrationWaitlisted():
-            out = {
+            return {
                 "registration_id": model.registration_id,
                 "request_id": model.request_id,
                 "offering_id": model.offering_id,
@@ -205,48 +219,40 @@ def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any
                 "company": _company(key, model),
             }
         case RegistrationRejected():
-            out = {
+            return {
                 "request_id": model.request_id,
                 "offering_id": model.offering_id,
                 "reason": model.reason.value,
             }
         case RegistrationCancelled():
-            out = {
+            return {
                 "registration_id": model.registration_id,
                 "offering_id": model.offering_id,
                 "cause": model.cause.value,
                 "was_confirmed": model.was_confirmed,
             }
         case RegistrationCancellationRequested():
-            out = {"registration_id": model.registration_id}
+            return {"registration_id": model.registration_id}
         case RegistrationAttendanceRecorded():
-            out = model.model_dump(mode="json")
+            return dict(model.model_dump(mode="json"))
         case RegistrationCompleted():
-            out = model.model_dump(mode="json", exclude={"attendance_ratio"})
-        case NotificationFailed():
-            out = {
-                "notification_id": model.notification_id,
-                "template": model.template,
-                "trigger_type": model.trigger_type,
-                "registration_id": model.registration_id,
-                "offering_id": model.offering_id,
-                "failed": True,
-                "permanent": model.permanent,
-            }
-        case NotificationSent():
-            out = {
-                "notification_id": model.notification_id,
-                "template": model.template,
-                "trigger_type": model.trigger_type,
-                "registration_id": model.registration_id,
-                "offering_id": model.offering_id,
-                "failed": False,
-                "permanent": False,
-            }
-        case _:
-            out = {}
-    result: dict[str, Any] = _no_emails(out)
-    return result
+            return dict(model.model_dump(mode="json", exclude={"attendance_ratio"}))
+    return None
+
+
+def _scrub_notification(model: Any) -> dict[str, Any] | None:
+    if not isinstance(model, NotificationFailed | NotificationSent):
+        return None
+    failed = isinstance(model, NotificationFailed)
+    return {
+        "notification_id": model.notification_id,
+        "template": model.template,
+        "trigger_type": model.trigger_type,
+        "registration_id": model.registration_id,
+        "offering_id": model.offering_id,
+        "failed": failed,
+        "permanent": model.permanent if isinstance(model, NotificationFailed) else False,
+    }
 
 
 # --------------------------------------------------------------------------------------------------

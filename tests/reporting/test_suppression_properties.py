@@ -178,7 +178,7 @@ def _raw_system(facts: Facts) -> CellSystem:
     return build_system(raw, companies_by_county(facts, Filters()))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories())
 def test_no_suppressed_count_can_be_recomputed(facts: Facts) -> None:
     report = full_report(facts, Filters(), {}, T0)
@@ -196,7 +196,7 @@ def test_no_suppressed_count_can_be_recomputed(facts: Facts) -> None:
         assert other == z3.sat, f"{cell} = {true_value} can be recomputed"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories())
 def test_every_small_count_reads_less_than_five_and_no_rate_does(facts: Facts) -> None:
     report = full_report(facts, Filters(), {}, T0)

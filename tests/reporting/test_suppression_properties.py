@@ -185,15 +185,16 @@ def test_no_suppressed_count_can_be_recomputed(facts: Facts) -> None:
     system = _raw_system(facts)
     solver, cells = _reader(report, system)
     assert solver.check() == z3.sat, "the true figures must fit what the report shows"
-    for cell in system.values:
-        if cell in system.hidden or _published(report, cell) != SUPPRESSED:
-            continue
-        true_value = system.values[cell]
+    hidden = [c for c in system.values if c not in system.hidden and _published(report, c) == SUPPRESSED]
+    # Each model with some "<5" cell off its true value frees every cell that differs in it.
+    while hidden:
         solver.push()
-        solver.add(cells[cell] != true_value)
-        other = solver.check()
+        solver.add(z3.Or([cells[c] != system.values[c] for c in hidden]))
+        found = solver.check()
+        model = solver.model() if found == z3.sat else None
         solver.pop()
-        assert other == z3.sat, f"{cell} = {true_value} can be recomputed"
+        assert model is not None, f"recomputable: {[(c, system.values[c]) for c in hidden]}"
+        hidden = [c for c in hidden if model.eval(cells[c]).as_long() == system.values[c]]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -215,7 +216,7 @@ def test_every_small_count_reads_less_than_five_and_no_rate_does(facts: Facts) -
             assert row.values.get(key) != SUPPRESSED
         sent, failed = row.values["notifications_sent"], row.values["notifications_failed"]
         if isinstance(sent, str) or isinstance(failed, str):
-            assert row.values["notification_delivery_rate"] == WITHHELD
+            assert row.values["notification_delivery_rate"] in (WITHHELD, None)  # None: no mail at all
 
 
 def test_one_registration_shows_no_identifiable_company_and_no_percentage_marker() -> None:
@@ -232,7 +233,7 @@ def test_one_registration_shows_no_identifiable_company_and_no_percentage_marker
     assert total["utilisation"] == WITHHELD  # a percentage never reads "<5"
     node = report.tables["node"].groups[0].values
     assert node["utilisation"] == WITHHELD and node["participants"] == SUPPRESSED
-    assert [row.values["companies"] for row in report.company_counties] == [SUPPRESSED]
+    assert {row.values["companies"] for row in report.company_counties} == {SUPPRESSED}
 
 
 def test_a_period_filter_applies_the_same_rule() -> None:
@@ -264,4 +265,4 @@ def test_a_period_filter_applies_the_same_rule() -> None:
     outside = full_report(facts, Filters(date_from=date(2026, 4, 1)), {}, T0)
     assert inside.tables[None].total.values["participants"] == 7
     assert inside.tables[None].total.values["participant_hours"] == 21.0
-    assert outside.tables[None].total.values["participants"] == 0
+    assert outside.tables[None].total.values["participants"] == SUPPRESSED  # 0 reads "<5" too

@@ -25,7 +25,7 @@ from services.reporting.exports import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, csv_byte
 from services.reporting.pdf import PDF_MEDIA_TYPE, report_pdf
 from services.reporting.queries import DatabaseSource, ReportingQueries
 from services.reporting.report import filters_for_period, kpi_document, period_range
-from services.reporting.views import filter_form, filter_query
+from services.reporting.views import filter_form, filter_query, snapshot_link
 
 Grouping = Literal["node", "county", "topic", "kind", "size_class", "month", "quarter", "year"]
 SNAPSHOT_MEDIA_TYPE = "application/json"
@@ -148,7 +148,8 @@ class ReportingApi:
         report = await self.queries.report(filters)
         names = await self.queries.node_names()
         today = report.generated_at.date()
-        page = render_dashboard(report, names, filter_form(filters, names, today, errors))
+        frozen = [snapshot_link(row) for row in await self.queries.snapshots()]
+        page = render_dashboard(report, names, filter_form(filters, names, today, errors), frozen)
         return HTMLResponse(page, status_code=422 if errors else 200)
 
     async def create_snapshot(self, body: SnapshotRequest) -> SnapshotCreated:

@@ -15,6 +15,7 @@ from services.reporting.views import (
     SUPPRESSION_NOTE,
     TILES,
     FilterForm,
+    SnapshotLink,
     charts,
     filter_summary,
     indicator_lines,
@@ -46,8 +47,11 @@ def _common(report: FullReport, node_names: Mapping[str, str]) -> dict[str, Any]
     }
 
 
-def render_dashboard(report: FullReport, node_names: Mapping[str, str], form: FilterForm) -> str:
-    return _ENVIRONMENT.get_template("dashboard.html.j2").render(**_common(report, node_names), form=form)
+def render_dashboard(
+    report: FullReport, node_names: Mapping[str, str], form: FilterForm, snapshots: list[SnapshotLink]
+) -> str:
+    template = _ENVIRONMENT.get_template("dashboard.html.j2")
+    return template.render(**_common(report, node_names), form=form, snapshots=snapshots)
 
 
 def render_report_html(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from qti_contracts import KIND_LABELS, MIN_GROUP_SIZE, TOPIC_LABELS
@@ -19,7 +19,7 @@ from services.reporting.domain import (
     format_value,
     time_label,
 )
-from services.reporting.report import FullReport, filters_dict, period_text
+from services.reporting.report import FullReport, berlin_time, filters_dict, period_text
 
 TILES: Final = (
     ("offerings", "Angebote"),
@@ -206,3 +206,23 @@ def quarter_tables(report: FullReport) -> list[tuple[str, Row]]:
     """(quarter label, its row) for every quarter of the report's period that has figures."""
     table: Table = report.tables["quarter"]
     return [(time_label(row.key or "", "quarter"), row) for row in table.groups if row.key]
+
+
+@dataclass(frozen=True)
+class SnapshotLink:
+    label: str
+    json_url: str
+    pdf_url: str
+
+
+def snapshot_link(row: Mapping[str, Any]) -> SnapshotLink:
+    """A frozen report for the page's list: its period in German and where to download it."""
+    period = str(row["period"])
+    if period == "project":
+        text = "Gesamter Projektzeitraum"
+    elif "-Q" in period:
+        text = time_label(period, "quarter")
+    else:
+        text = f"Jahr {period}"
+    label = f"{text}, eingefroren am {berlin_time(row['created_at'])}"
+    return SnapshotLink(label, f"/snapshots/{row['snapshot_id']}", f"/snapshots/{row['snapshot_id']}.pdf")

@@ -106,6 +106,8 @@ async def test_snapshot_pdf_is_the_same_bytes_on_every_download(reporting: Any) 
     assert (await reporting.http.get("/snapshots/nope.pdf")).status_code == 404
     listed = (await reporting.http.get("/snapshots")).json()
     assert listed[0]["pdf_url"] == pdf_url
+    page = (await reporting.http.get("/dashboard")).text  # the page offers it for download
+    assert f'href="{pdf_url}"' in page and "1. Quartal 2026, eingefroren am" in page
 
 
 async def test_dashboard_filters_live_in_the_url(reporting: Any) -> None:

@@ -11,7 +11,7 @@ ASYNCAPI_TOOLS := tools/asyncapi
 ASYNCAPI_STAMP := $(ASYNCAPI_TOOLS)/node_modules/.installed
 LINT_PATHS := qti_runtime qti_host contracts/qti_contracts services devtools frontends scripts/long_functions.py
 
-.PHONY: help venv lint format test pytest browser asyncapi run bench clean
+.PHONY: help venv lint format test pytest browser pdf-libs asyncapi run bench clean
 
 help:
 	@echo "make run    start everything locally (services, mail sink, demo data) until Ctrl-C"
@@ -47,7 +47,14 @@ browser:
 		echo "installing Debian's chromium for the dashboard test"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-pytest: venv browser
+# Reporting's PDF (WeasyPrint) needs Debian's Pango; install it when missing.
+pdf-libs:
+	@ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so.0' && ldconfig -p | grep -q 'libpangoft2-1.0.so.0' || { \
+		echo "installing Debian's Pango for reporting's PDF"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core >/dev/null; }
+
+pytest: venv browser pdf-libs
 	$(BIN)/python -m pytest tests -q
 
 # The AsyncAPI document is validated with the official parser when it exists.
@@ -63,7 +70,7 @@ asyncapi: venv
 
 test: venv lint pytest asyncapi
 
-run: venv
+run: venv pdf-libs
 	$(BIN)/python -m qti_host.cli run
 
 # End to end by default; e.g. `make bench BENCH_ARGS=--quick`, `BENCH_ARGS="--rate 150 --duration 30"`,

@@ -2,7 +2,7 @@
 
 Accepts every mail and prints one line per recipient: the moment the message was accepted
 (`time.monotonic()`, which on Linux is one clock for all processes, so the load generator can subtract
-its publish times) and the address. Unlike the mail sink of `make run` (services/notification/sink.py)
+its publish times) and the address. Unlike the mail sink of `make run` (devtools/mail_sink.py)
 it stores nothing: no file and no fsync per mail, which would measure the sink's disk instead of our
 sender (the sink took ~40 % of a core in bench.notification_throughput).
 

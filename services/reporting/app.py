@@ -21,8 +21,8 @@ def jobs(handlers: ReportingHandlers, settings: ReportingSettings) -> list[Job]:
     return [("kpi-events", kpi_job(handlers.db, settings.kpi_debounce_seconds))]
 
 
-def routers(_handlers: ReportingHandlers, settings: ReportingSettings) -> list[APIRouter]:
-    return [build_router(settings)]
+def routers(handlers: ReportingHandlers, settings: ReportingSettings) -> list[APIRouter]:
+    return [build_router(settings, handlers)]
 
 
 DEFINITION: ServiceDefinition[ReportingSettings, ReportingHandlers] = ServiceDefinition(

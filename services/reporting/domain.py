@@ -50,7 +50,12 @@ from qti_contracts.events import (
 from qti_contracts.registry import parse_data
 from qti_runtime.german import BERLIN, MONTHS
 
-SUPPRESSED: Final = "<5"
+SUPPRESSED: Final = "<5"  # a count of 0–4 persons or companies
+WITHHELD: Final = "gesperrt"  # withheld so that no "<5" can be recomputed, or derived from one
+MARKERS: Final = frozenset({SUPPRESSED, WITHHELD})
+# Counts behind derived figures, kept beside the persons behind each indicator (never published).
+SEATED: Final = "_seated"  # participations in held offerings: utilisation = seated ÷ seats
+ATTENDED_UNITS: Final = "_attended_units"  # participant hours = units · 45 min
 UNKNOWN: Final = "unbekannt"
 UNKNOWN_LABEL: Final = "unbekannt"
 NO_COUNTY_LABEL: Final = "keine Angabe"
@@ -140,7 +145,7 @@ def _company(
     }
 
 
-def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 (one case per type)
+def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """The part of an event's `data` that reporting keeps. Invalid payloads keep only `{"invalid": true}`.
 
     What registrants provide and what of it is kept (nothing they type reaches the figures):
@@ -158,10 +163,19 @@ def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any
         model = parse_data(event_type, dict(data))
     except (ValidationError, LookupError):
         return {"invalid": True}
-    out: dict[str, Any]
+    out = _scrub_catalogue(model)
+    if out is None:
+        out = _scrub_registration(key, model)
+    if out is None:
+        out = _scrub_notification(model)
+    result: dict[str, Any] = _no_emails(out if out is not None else {})
+    return result
+
+
+def _scrub_catalogue(model: Any) -> dict[str, Any] | None:
     match model:
         case OfferingState():
-            out = {
+            return {
                 "offering_id": model.offering_id,
                 "node_id": model.node_id,
                 "kind": model.kind.value,
@@ -180,18 +194,23 @@ def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any
                 ],
             }
         case OfferingCancelled():
-            out = {"offering_id": model.offering_id, "revision": model.revision}
+            return {"offering_id": model.offering_id, "revision": model.revision}
         case NodePublished():
             # The node's name is staff text (a group label); its county is reduced to the closed list.
-            out = {"node_id": model.node_id, "name": model.name, "county": county_code(model.county)}
+            return {"node_id": model.node_id, "name": model.name, "county": county_code(model.county)}
+    return None
+
+
+def _scrub_registration(key: bytes, model: Any) -> dict[str, Any] | None:
+    match model:
         case RegistrationRequested():
-            out = {
+            return {
                 "offering_id": model.offering_id,
                 "privacy_consent": model.privacy_consent,
                 "company": _company(key, model),
             }
         case RegistrationConfirmed() | RegistrationWaitlisted():
-            out = {
+            return {
                 "registration_id": model.registration_id,
                 "request_id": model.request_id,
                 "offering_id": model.offering_id,
@@ -200,48 +219,40 @@ def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any
                 "company": _company(key, model),
             }
         case RegistrationRejected():
-            out = {
+            return {
                 "request_id": model.request_id,
                 "offering_id": model.offering_id,
                 "reason": model.reason.value,
             }
         case RegistrationCancelled():
-            out = {
+            return {
                 "registration_id": model.registration_id,
                 "offering_id": model.offering_id,
                 "cause": model.cause.value,
                 "was_confirmed": model.was_confirmed,
             }
         case RegistrationCancellationRequested():
-            out = {"registration_id": model.registration_id}
+            return {"registration_id": model.registration_id}
         case RegistrationAttendanceRecorded():
-            out = model.model_dump(mode="json")
+            return dict(model.model_dump(mode="json"))
         case RegistrationCompleted():
-            out = model.model_dump(mode="json", exclude={"attendance_ratio"})
-        case NotificationFailed():
-            out = {
-                "notification_id": model.notification_id,
-                "template": model.template,
-                "trigger_type": model.trigger_type,
-                "registration_id": model.registration_id,
-                "offering_id": model.offering_id,
-                "failed": True,
-                "permanent": model.permanent,
-            }
-        case NotificationSent():
-            out = {
-                "notification_id": model.notification_id,
-                "template": model.template,
-                "trigger_type": model.trigger_type,
-                "registration_id": model.registration_id,
-                "offering_id": model.offering_id,
-                "failed": False,
-                "permanent": False,
-            }
-        case _:
-            out = {}
-    result: dict[str, Any] = _no_emails(out)
-    return result
+            return dict(model.model_dump(mode="json", exclude={"attendance_ratio"}))
+    return None
+
+
+def _scrub_notification(model: Any) -> dict[str, Any] | None:
+    if not isinstance(model, NotificationFailed | NotificationSent):
+        return None
+    failed = isinstance(model, NotificationFailed)
+    return {
+        "notification_id": model.notification_id,
+        "template": model.template,
+        "trigger_type": model.trigger_type,
+        "registration_id": model.registration_id,
+        "offering_id": model.offering_id,
+        "failed": failed,
+        "permanent": model.permanent if isinstance(model, NotificationFailed) else False,
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -434,6 +445,9 @@ def _indicators() -> tuple[Indicator, ...]:
 
 
 INDICATORS: Final[tuple[Indicator, ...]] = _indicators()
+PEOPLE_BREAKDOWN: Final = tuple(
+    [f"participants_gender_{g.value}" for g in Gender] + [f"participants_age_{a.value}" for a in AgeBand]
+)
 INDICATOR_BY_KEY: Final[dict[str, Indicator]] = {i.key: i for i in INDICATORS}
 
 GROUPINGS: Final[dict[str, str]] = {
@@ -447,6 +461,7 @@ GROUPINGS: Final[dict[str, str]] = {
     "year": "Jahr",
 }
 TIME_GROUPINGS: Final = frozenset({"month", "quarter", "year"})
+SIZE_ORDER: Final = tuple(size.value for size in SizeClass)
 
 
 @dataclass(frozen=True)
@@ -539,95 +554,146 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
 
-def _values(  # noqa: PLR0915 (one statement per indicator)
-    bucket: _Bucket, offering_level: bool
-) -> tuple[dict[str, Number | None], dict[str, int]]:
-    """Raw indicator values of one group, and for person-based ones the number of persons behind them."""
-    values: dict[str, Number | None] = {}
-    persons: dict[str, int] = {}
+class _Figures:
+    """The raw values of one group being collected, with the number of persons behind each."""
 
-    def put(key: str, value: Number | None, behind: int | None = None) -> None:
-        values[key] = value
+    def __init__(self) -> None:
+        self.values: dict[str, Number | None] = {}
+        self.persons: dict[str, int] = {}
+
+    def put(self, key: str, value: Number | None, behind: int | None = None) -> None:
+        self.values[key] = value
         if INDICATOR_BY_KEY[key].persons:
-            persons[key] = int(value or 0) if behind is None else behind
+            self.persons[key] = int(value or 0) if behind is None else behind
 
+
+def _values(
+    bucket: _Bucket, offering_level: bool, *, total: bool = True
+) -> tuple[dict[str, Number | None], dict[str, int]]:
+    """Raw indicator values of one group, and for person-based ones the number of persons behind them.
+
+    Participants by gender and age band are figures of the total only: per group they are nearly always
+    1–4 persons, and publishing them per group would force many more figures to be withheld.
+    """
+    figures = _Figures()
+    participations = [r for r in bucket.registrations if r.participates]
+    _offering_values(figures, bucket, participations, offering_level)
+    _request_values(figures, bucket)
+    _participation_values(figures, participations)
+    _company_values(figures, participations)
+    _people_values(figures, participations if total else None)
+    _notification_values(figures, bucket, offering_level)
+    return figures.values, figures.persons
+
+
+def _offering_values(
+    figures: _Figures, bucket: _Bucket, participations: list[RegistrationFact], offering_level: bool
+) -> None:
     held = [o for o in bucket.offerings if o.held]
+    if not offering_level:  # not defined per company size
+        for key in ("offerings", "sessions", "seats", "utilisation"):
+            figures.put(key, None, 0)
+        return
+    figures.put("offerings", len(held))
+    figures.put("sessions", len(bucket.sessions))
+    figures.put("seats", sum(o.capacity for o in held))
+    held_ids = {o.offering_id for o in held}
+    seated = sum(1 for r in participations if r.offering_id in held_ids)
+    figures.put("utilisation", _ratio(seated, sum(o.capacity for o in held)), seated)
+    figures.persons[SEATED] = seated
+
+
+def _request_values(figures: _Figures, bucket: _Bucket) -> None:
     regs = bucket.registrations
-    participations = [r for r in regs if r.participates]
-    if offering_level:
-        put("offerings", len(held))
-        put("sessions", len(bucket.sessions))
-        put("seats", sum(o.capacity for o in held))
-    else:
-        put("offerings", None)
-        put("sessions", None)
-        put("seats", None)
-    put("requested", len(bucket.requests))
-    put("confirmed", sum(1 for r in regs if r.confirmed))
-    put("waitlisted", sum(1 for r in regs if r.waitlisted))
+    figures.put("requested", len(bucket.requests))
+    figures.put("confirmed", sum(1 for r in regs if r.confirmed))
+    figures.put("waitlisted", sum(1 for r in regs if r.waitlisted))
     rejected = [q for q in bucket.requests if q.outcome == "rejected"]
-    put("rejected", len(rejected))
+    figures.put("rejected", len(rejected))
     by_reason = Counter(q.reason for q in rejected)
     for reason in RejectionReason:
-        put(f"rejected_{reason.value}", by_reason[reason.value])
-    put("cancelled", sum(1 for r in regs if r.cancelled))
-    if offering_level:
-        held_ids = {o.offering_id for o in held}
-        seated = sum(1 for r in participations if r.offering_id in held_ids)
-        put("utilisation", _ratio(seated, sum(o.capacity for o in held)), seated)
-    else:
-        put("utilisation", None, 0)
+        figures.put(f"rejected_{reason.value}", by_reason[reason.value])
+    figures.put("cancelled", sum(1 for r in regs if r.cancelled))
     never_seated = sum(1 for r in regs if r.waitlisted and not r.confirmed)
-    put("unmet_demand", never_seated + sum(1 for q in rejected if q.reason == RejectionReason.WAITLIST_FULL))
-    put("participants", len({r.person_ref or r.registration_id for r in participations}))
-    put("participations", len(participations))
+    full = sum(1 for q in rejected if q.reason == RejectionReason.WAITLIST_FULL)
+    figures.put("unmet_demand", never_seated + full)
+
+
+def _participation_values(figures: _Figures, participations: list[RegistrationFact]) -> None:
+    figures.put("participants", len({r.person_ref or r.registration_id for r in participations}))
+    figures.put("participations", len(participations))
     attending = [r for r in participations if r.attended_units > 0]
-    hours = sum(r.attended_units for r in attending) * 45 / 60
-    put("participant_hours", round(hours, 2), len({r.person_ref or r.registration_id for r in attending}))
-    put("completions", sum(1 for r in participations if r.completed))
-    put("certificate_eligible", sum(1 for r in participations if r.certificate_eligible))
+    units = sum(r.attended_units for r in attending)
+    behind = len({r.person_ref or r.registration_id for r in attending})
+    figures.put("participant_hours", round(units * 45 / 60, 2), behind)
+    figures.persons[ATTENDED_UNITS] = units
+    figures.put("completions", sum(1 for r in participations if r.completed))
+    figures.put("certificate_eligible", sum(1 for r in participations if r.certificate_eligible))
+
+
+def _company_values(figures: _Figures, participations: list[RegistrationFact]) -> None:
     companies: dict[str, tuple[str | None, bool]] = {}
     for r in sorted(participations, key=lambda r: r.registration_id):
         if r.company_ref is None:
             continue
         size, automotive = companies.get(r.company_ref, (None, False))
         companies[r.company_ref] = (size or r.size_class, automotive or bool(r.automotive_supplier))
-    put("companies", len(companies))
+    figures.put("companies", len(companies))
     sizes = [size for size, _ in companies.values()]
-    put("smes", sum(1 for s in sizes if s in ("micro", "small", "medium")))
+    figures.put("smes", sum(1 for s in sizes if s in ("micro", "small", "medium")))
     by_size = Counter(sizes)
     for size_class in SizeClass:
-        put(f"companies_{size_class.value}", by_size[size_class.value])
-    put("automotive_suppliers", sum(1 for _, automotive in companies.values() if automotive))
+        figures.put(f"companies_{size_class.value}", by_size[size_class.value])
+    figures.put("automotive_suppliers", sum(1 for _, automotive in companies.values() if automotive))
+
+
+def _people_values(figures: _Figures, participations: list[RegistrationFact] | None) -> None:
+    if participations is None:
+        for key in PEOPLE_BREAKDOWN:
+            figures.put(key, None, 0)
+        return
     people: dict[str, RegistrationFact] = {}
     for r in sorted(participations, key=lambda r: r.registration_id):
         people.setdefault(r.person_ref or r.registration_id, r)
     by_gender = Counter(r.gender or "unspecified" for r in people.values())
     for gender in Gender:
-        put(f"participants_gender_{gender.value}", by_gender[gender.value])
+        figures.put(f"participants_gender_{gender.value}", by_gender[gender.value])
     by_age = Counter(r.age_band or "unspecified" for r in people.values())
     for band in AgeBand:
-        put(f"participants_age_{band.value}", by_age[band.value])
+        figures.put(f"participants_age_{band.value}", by_age[band.value])
+
+
+def _notification_values(figures: _Figures, bucket: _Bucket, offering_level: bool) -> None:
+    keys = ("notifications_sent", "notifications_failed", "notification_delivery_rate")
+    if not offering_level:  # notifications have no company size
+        for key in keys:
+            figures.put(key, None, 0)
+        return
     sent = sum(1 for n in bucket.notifications if n.sent)
     failed = sum(1 for n in bucket.notifications if n.failed_permanent and not n.sent)
-    put("notifications_sent", sent)
-    put("notifications_failed", failed)
-    put("notification_delivery_rate", _ratio(sent, sent + failed), sent + failed)
-    return values, persons
+    figures.put("notifications_sent", sent)
+    figures.put("notifications_failed", failed)
+    figures.put("notification_delivery_rate", _ratio(sent, sent + failed), sent + failed)
 
 
-def suppress(value: Number | None, persons: int | None) -> Value:
-    """Cells about 1–4 persons are shown as "<5"; 0 and larger groups are shown as they are."""
-    if persons is not None and 0 < persons < MIN_GROUP_SIZE:
-        return SUPPRESSED
-    return value
+def is_small(count: int) -> bool:
+    """A count below 5, zero included: shown as "<5".
+
+    Zero too: if 0 were shown as 0, every "<5" would say "1 to 4", and a "<5" total of four "<5" parts
+    would give each part away (four parts of at least 1 adding up to at most 4 are all 1).
+    """
+    return 0 <= count < MIN_GROUP_SIZE
 
 
 @dataclass(frozen=True)
 class Row:
+    """One row of a table. Raw rows (before disclosure control) also carry the persons behind each figure
+    and the counts behind the derived ones (`SEATED`, `ATTENDED_UNITS`); published rows carry none."""
+
     key: str | None
     label: str
     values: dict[str, Value]
+    persons: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -665,44 +731,49 @@ def _bucketize(
     return buckets
 
 
-def _finish(values: dict[str, Number | None], persons: dict[str, int], apply_suppression: bool) -> Any:
-    if not apply_suppression:
-        return dict(values)
-    return {key: suppress(value, persons.get(key)) for key, value in values.items()}
+def _whole(_dims: dict[str, str], _day: date, _size_class: str | None) -> str:
+    return ""
+
+
+@dataclass(frozen=True)
+class _GroupKey:
+    """Which group a fact falls into under one grouping."""
+
+    grouping: str
+
+    def __call__(self, dims: dict[str, str], day: date, size_class: str | None) -> str:
+        if self.grouping in TIME_GROUPINGS:
+            return time_key(day, self.grouping)
+        if self.grouping == "size_class":
+            return size_class or UNKNOWN
+        return dims[self.grouping]
 
 
 def compute(
-    facts: Facts,
-    filters: Filters,
-    grouping: str | None,
-    *,
-    node_names: Mapping[str, str] | None = None,
-    apply_suppression: bool = True,
+    facts: Facts, filters: Filters, grouping: str | None, *, node_names: Mapping[str, str] | None = None
 ) -> Table:
-    """Figures for the filtered period, in total and (if `grouping`) per group, sorted by group key."""
+    """Raw figures (no disclosure control; `disclosure.publish` applies it) for the filtered period, in
+    total and (if `grouping`) per group, sorted by group key."""
     if grouping is not None and grouping not in GROUPINGS:
         raise ValueError(f"unknown grouping {grouping!r}")
-    total_bucket = _bucketize(facts, filters, lambda _d, _day, _s: "").get("", _Bucket())
+    total_bucket = _bucketize(facts, filters, _whole).get("", _Bucket())
     values, persons = _values(total_bucket, True)
-    total = Row(None, "Gesamt", _finish(values, persons, apply_suppression))
+    total = Row(None, "Gesamt", dict(values), persons)
     groups: list[Row] = []
     if grouping is not None:
-
-        def key_of(dims: dict[str, str], day: date, size_class: str | None) -> str:
-            if grouping in TIME_GROUPINGS:
-                return time_key(day, grouping)
-            if grouping == "size_class":
-                return size_class or UNKNOWN
-            return dims[grouping]
-
-        buckets = _bucketize(facts, filters, key_of)
+        buckets = _bucketize(facts, filters, _GroupKey(grouping))
+        if grouping == "size_class":
+            # Every class always: a row that appears only with data would tell that someone is in it.
+            # Offerings, sessions and notifications have no company size: their bucket is not a group.
+            buckets = {key: buckets.get(key, _Bucket()) for key in [*SIZE_ORDER, UNKNOWN]}
+            buckets[UNKNOWN] = _Bucket(
+                registrations=buckets[UNKNOWN].registrations, requests=buckets[UNKNOWN].requests
+            )
         for key in sorted(buckets, key=lambda k: (k == UNKNOWN, k)):
             bucket = buckets[key]
-            if grouping == "size_class" and key == UNKNOWN and not (bucket.registrations or bucket.requests):
-                continue  # offerings, sessions and notifications have no company size
-            values, persons = _values(bucket, grouping != "size_class")
+            values, persons = _values(bucket, grouping != "size_class", total=False)
             label = group_label(grouping, key, node_names or {})
-            groups.append(Row(key, label, _finish(values, persons, apply_suppression)))
+            groups.append(Row(key, label, dict(values), persons))
     return Table(grouping, total, groups)
 
 
@@ -711,21 +782,23 @@ COMPANY_COUNTY_DIMENSION: Final = "company_county"
 
 def companies_by_county(facts: Facts, filters: Filters) -> list[Row]:
     """Unique companies reached (with a participation), by the company's own county (code of the closed
-    list, German label; anything else counts as "keine Angabe"), every cell of 1–4 companies suppressed."""
-    bucket = _bucketize(facts, filters, lambda _d, _day, _s: "").get("", _Bucket())
-    seen: dict[str, set[str]] = defaultdict(set)
+    list, German label; anything else counts as "keine Angabe"); raw counts. Every county always: a row
+    that appeared only with data would tell that a company from there took part."""
+    bucket = _bucketize(facts, filters, _whole).get("", _Bucket())
+    seen: dict[str, set[str]] = {county.value: set() for county in County}
+    seen[UNKNOWN] = set()
     for reg in bucket.registrations:
         if reg.participates and reg.company_ref:
             seen[county_code(reg.company_county) or UNKNOWN].add(reg.company_ref)
     return [
-        Row(code, county_label(code), {"companies": suppress(len(seen[code]), len(seen[code]))})
+        Row(code, county_label(code), {"companies": len(seen[code])}, {"companies": len(seen[code])})
         for code in sorted(seen, key=lambda k: (k == UNKNOWN, county_label(k)))
     ]
 
 
 def kpi_figures(tables: Iterable[Table], company_counties: Sequence[Row]) -> list[KpiFigure]:
-    """Figures for `reporting.kpi.updated`: suppressed values carry `suppressed: true` and no value.
-    Groups are ids and codes of closed lists, never free text."""
+    """Figures for `reporting.kpi.updated`: withheld values ("<5", "gesperrt") carry `suppressed: true` and
+    no value. Groups are ids and codes of closed lists, never free text."""
     figures: list[KpiFigure] = []
     grouped = [
         (table.grouping, [table.total] if table.grouping is None else table.groups) for table in tables
@@ -735,13 +808,14 @@ def kpi_figures(tables: Iterable[Table], company_counties: Sequence[Row]) -> lis
             for key, value in row.values.items():
                 if value is None:
                     continue
+                withheld = isinstance(value, str) and value in MARKERS
                 figures.append(
                     KpiFigure(
                         indicator=key,
                         dimension=dimension,
                         group=row.key,
-                        value=None if value == SUPPRESSED else value,
-                        suppressed=value == SUPPRESSED,
+                        value=None if withheld else value,
+                        suppressed=withheld,
                     )
                 )
     return figures

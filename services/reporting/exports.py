@@ -16,7 +16,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from qti_contracts import MIN_GROUP_SIZE
 from services.reporting.domain import GROUPINGS, INDICATORS, Row, Table, county_label, format_value
-from services.reporting.report import FullReport, filters_dict, period_text
+from services.reporting.report import FullReport, berlin_time, filters_dict, period_text
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -70,14 +70,34 @@ def _append(sheet: Worksheet, values: list[Any]) -> None:
             cell.data_type = "s"
 
 
+def quarter_rows(report: FullReport) -> list[tuple[str, Row]]:
+    """(sheet title such as "Q1 2026", the quarter's row) for every quarter with figures."""
+    rows = []
+    for row in report.tables["quarter"].groups:
+        if row.key and "-Q" in row.key:
+            year, quarter = row.key.split("-Q")
+            rows.append((f"Q{quarter} {year}", row))
+    return rows
+
+
+def _quarter_sheet(sheet: Worksheet, row: Row) -> None:
+    """One quarter for the funder's period report: indicator, value (same suppression as everywhere)."""
+    _append(sheet, [f"Kennzahlen {row.label}"])
+    _append(sheet, ["Kennzahl", "Wert"])
+    for indicator in INDICATORS:
+        _append(sheet, [indicator.label, row.values.get(indicator.key)])
+    sheet.column_dimensions["A"].width = 55
+    sheet.column_dimensions["B"].width = 14
+
+
 def xlsx_bytes(report: FullReport) -> bytes:
-    """A cover sheet (period, filters, generation time) and one sheet per grouping."""
+    """A cover sheet (period, filters, generation time), one sheet per grouping, one per quarter."""
     workbook = Workbook()
     cover = workbook.active
     cover.title = "Deckblatt"
     _append(cover, ["QTI-Knoten Thüringen – Kennzahlen"])
     _append(cover, ["Zeitraum", period_text(report.filters)])
-    _append(cover, ["Erstellt am", report.generated_at.strftime("%d.%m.%Y %H:%M:%S %Z")])
+    _append(cover, ["Erstellt am", berlin_time(report.generated_at)])
     names = {"node": "Knoten", "county": "Landkreis", "topic": "Thema", "kind": "Format"}
     filters = filters_dict(report.filters)
     for key, label in names.items():
@@ -89,7 +109,8 @@ def xlsx_bytes(report: FullReport) -> bytes:
         [
             "Hinweis",
             f"Werte, hinter denen weniger als {MIN_GROUP_SIZE} Personen oder Unternehmen stehen, sind "
-            f"als „<{MIN_GROUP_SIZE}“ ausgewiesen (Datenschutz).",
+            f"als „<{MIN_GROUP_SIZE}“ ausgewiesen (Datenschutz). Werte, aus denen sich ein solcher Wert "
+            "zurückrechnen ließe, und Quoten oder Stunden, die darauf beruhen, sind „gesperrt“.",
         ],
     )
     _append(cover, ["Zeitliche Zuordnung", "Beginn des Angebots (Termine: Datum des Termins)."])
@@ -106,6 +127,8 @@ def xlsx_bytes(report: FullReport) -> bytes:
             _append(sheet, [row.label, row.key or "", *(row.values.get(i.key) for i in INDICATORS)])
         sheet.freeze_panes = "C2"
         sheet.column_dimensions["A"].width = 40
+    for key_label, row in quarter_rows(report):
+        _quarter_sheet(workbook.create_sheet(key_label), row)
     counties = workbook.create_sheet("Unternehmen nach Landkreis")
     _append(counties, ["Landkreis des Unternehmens", "Erreichte Unternehmen"])
     for row in report.company_counties:

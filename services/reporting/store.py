@@ -189,72 +189,94 @@ def _request_row(event: ScrubbedEvent) -> tuple[Any, ...] | None:
     return None
 
 
-async def apply(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> None:  # noqa: PLR0912
-    """Update the projections for `events` (any order, duplicates allowed: the result is the same)."""
-    registrations: list[tuple[Any, ...]] = []
-    requests: list[tuple[Any, ...]] = []
-    notifications: list[tuple[Any, ...]] = []
-    attendance: list[tuple[Any, ...]] = []
-    nodes: list[tuple[Any, ...]] = []
-    cancellations: list[tuple[Any, ...]] = []
-    offerings: dict[str, ScrubbedEvent] = {}
+@dataclass
+class _ProjectionRows:
+    """The upsert rows of one batch, by projection."""
+
+    registrations: list[tuple[Any, ...]]
+    requests: list[tuple[Any, ...]]
+    notifications: list[tuple[Any, ...]]
+    attendance: list[tuple[Any, ...]]
+    nodes: list[tuple[Any, ...]]
+    cancellations: list[tuple[Any, ...]]
+    offerings: dict[str, ScrubbedEvent]
+
+
+def _collect(events: Sequence[ScrubbedEvent]) -> _ProjectionRows:
+    rows = _ProjectionRows([], [], [], [], [], [], {})
     for event in events:
-        d = event.data
-        if d.get("invalid"):
+        if event.data.get("invalid"):
             continue
-        kind = event.type
-        if kind.startswith("registration."):
-            if (reg := _registration_row(event)) is not None:
-                registrations.append(reg)
-            if (req := _request_row(event)) is not None:
-                requests.append(req)
-            if kind == "registration.attendance_recorded":
-                attendance.append(
-                    (
-                        d["registration_id"],
-                        d["session_id"],
-                        d["offering_id"],
-                        d["attended"],
-                        event.occurred_at,
-                        event.event_id,
-                    )
-                )
-        elif kind in ("notification.sent", "notification.failed"):
-            notifications.append(
-                (
-                    d["notification_id"],
-                    d.get("offering_id"),
-                    event.occurred_at,
-                    not d["failed"],
-                    bool(d["failed"] and d["permanent"]),
-                )
+        if event.type.startswith("registration."):
+            _collect_registration(rows, event)
+        else:
+            _collect_other(rows, event)
+    return rows
+
+
+def _collect_registration(rows: _ProjectionRows, event: ScrubbedEvent) -> None:
+    d = event.data
+    if (reg := _registration_row(event)) is not None:
+        rows.registrations.append(reg)
+    if (req := _request_row(event)) is not None:
+        rows.requests.append(req)
+    if event.type == "registration.attendance_recorded":
+        rows.attendance.append(
+            (
+                d["registration_id"],
+                d["session_id"],
+                d["offering_id"],
+                d["attended"],
+                event.occurred_at,
+                event.event_id,
             )
-        elif kind in ("catalogue.offering.published", "catalogue.offering.updated"):
-            known = offerings.get(d["offering_id"])
-            if known is None or known.data["revision"] < d["revision"]:
-                offerings[d["offering_id"]] = event
-        elif kind == "catalogue.offering.cancelled":
-            cancellations.append((d["offering_id"],))
-        elif kind == "catalogue.node.published":
-            county = county_code(d.get("county")) or UNKNOWN
-            nodes.append((d["node_id"], d["name"], None, county, event.occurred_at, event.event_id))
-    for sql, rows in (
-        (_UPSERT_REGISTRATION, registrations),
-        (_UPSERT_REQUEST, requests),
-        (_UPSERT_NOTIFICATION, notifications),
-        (_UPSERT_ATTENDANCE, attendance),
-        (_UPSERT_NODE, nodes),
+        )
+
+
+def _collect_other(rows: _ProjectionRows, event: ScrubbedEvent) -> None:
+    d, kind = event.data, event.type
+    if kind in ("notification.sent", "notification.failed"):
+        permanent_failure = bool(d["failed"] and d["permanent"])
+        rows.notifications.append(
+            (
+                d["notification_id"],
+                d.get("offering_id"),
+                event.occurred_at,
+                not d["failed"],
+                permanent_failure,
+            )
+        )
+    elif kind in ("catalogue.offering.published", "catalogue.offering.updated"):
+        known = rows.offerings.get(d["offering_id"])
+        if known is None or known.data["revision"] < d["revision"]:
+            rows.offerings[d["offering_id"]] = event
+    elif kind == "catalogue.offering.cancelled":
+        rows.cancellations.append((d["offering_id"],))
+    elif kind == "catalogue.node.published":
+        county = county_code(d.get("county")) or UNKNOWN
+        rows.nodes.append((d["node_id"], d["name"], None, county, event.occurred_at, event.event_id))
+
+
+async def apply(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> None:
+    """Update the projections for `events` (any order, duplicates allowed: the result is the same)."""
+    rows = _collect(events)
+    for sql, batch in (
+        (_UPSERT_REGISTRATION, rows.registrations),
+        (_UPSERT_REQUEST, rows.requests),
+        (_UPSERT_NOTIFICATION, rows.notifications),
+        (_UPSERT_ATTENDANCE, rows.attendance),
+        (_UPSERT_NODE, rows.nodes),
         (
             "INSERT INTO offering_cancellations (offering_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            cancellations,
+            rows.cancellations,
         ),
     ):
-        if len(rows) == 1:
-            await conn.execute(sql, *rows[0])
-        elif rows:
+        if len(batch) == 1:
+            await conn.execute(sql, *batch[0])
+        elif batch:
             # Rows in key order: replicas upserting overlapping batches then wait instead of deadlocking.
-            await conn.executemany(sql, sorted(rows, key=_lock_order))
-    for _, event in sorted(offerings.items()):  # key order, like the upserts above
+            await conn.executemany(sql, sorted(batch, key=_lock_order))
+    for _, event in sorted(rows.offerings.items()):  # key order, like the upserts above
         await _apply_offering(conn, event)
 
 
@@ -300,6 +322,15 @@ async def truncate_projections(conn: asyncpg.Connection) -> None:
 
 
 async def load_facts(conn: asyncpg.Connection) -> Facts:
+    return Facts(
+        await _load_offerings(conn),
+        await _load_registrations(conn),
+        await _load_requests(conn),
+        await _load_notifications(conn),
+    )
+
+
+async def _load_offerings(conn: asyncpg.Connection) -> dict[str, OfferingFact]:
     sessions: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
     for row in await conn.fetch(
         "SELECT offering_id, starts_at, teaching_units FROM offering_sessions ORDER BY offering_id, starts_at"
@@ -324,7 +355,25 @@ async def load_facts(conn: asyncpg.Connection) -> Facts:
             held=row["status"] in ("published", "completed") and not row["cancelled"],
             sessions=tuple(sessions.get(row["offering_id"], ())),
         )
-    registrations = [
+    return offerings
+
+
+_REGISTRATIONS: Final = """
+SELECT r.*, COALESCE(r.completed_units, att.units, 0) AS attended_units
+FROM registrations r
+LEFT JOIN (
+    SELECT a.registration_id, sum(s.teaching_units) AS units
+    FROM attendance a
+    JOIN offering_sessions s ON s.offering_id = a.offering_id AND s.session_id = a.session_id
+    WHERE a.attended
+    GROUP BY a.registration_id
+) att USING (registration_id)
+ORDER BY r.registration_id
+"""
+
+
+async def _load_registrations(conn: asyncpg.Connection) -> list[RegistrationFact]:
+    return [
         RegistrationFact(
             registration_id=row["registration_id"],
             offering_id=row["offering_id"],
@@ -343,20 +392,12 @@ async def load_facts(conn: asyncpg.Connection) -> Facts:
             completed=row["completed"],
             certificate_eligible=row["certificate_eligible"],
         )
-        for row in await conn.fetch(
-            """SELECT r.*, COALESCE(r.completed_units, att.units, 0) AS attended_units
-               FROM registrations r
-               LEFT JOIN (
-                   SELECT a.registration_id, sum(s.teaching_units) AS units
-                   FROM attendance a
-                   JOIN offering_sessions s ON s.offering_id = a.offering_id AND s.session_id = a.session_id
-                   WHERE a.attended
-                   GROUP BY a.registration_id
-               ) att USING (registration_id)
-               ORDER BY r.registration_id"""
-        )
+        for row in await conn.fetch(_REGISTRATIONS)
     ]
-    requests = [
+
+
+async def _load_requests(conn: asyncpg.Connection) -> list[RequestFact]:
+    return [
         RequestFact(
             row["request_id"],
             row["offering_id"],
@@ -367,7 +408,10 @@ async def load_facts(conn: asyncpg.Connection) -> Facts:
         )
         for row in await conn.fetch("SELECT * FROM requests ORDER BY request_id")
     ]
-    notifications = [
+
+
+async def _load_notifications(conn: asyncpg.Connection) -> list[NotificationFact]:
+    return [
         NotificationFact(
             row["notification_id"],
             row["offering_id"],
@@ -377,7 +421,6 @@ async def load_facts(conn: asyncpg.Connection) -> Facts:
         )
         for row in await conn.fetch("SELECT * FROM notifications ORDER BY notification_id")
     ]
-    return Facts(offerings, registrations, requests, notifications)
 
 
 async def node_names(conn: asyncpg.Connection) -> dict[str, str]:
@@ -417,23 +460,49 @@ async def reset_kpi_state(conn: asyncpg.Connection) -> None:
     await conn.execute("UPDATE kpi_state SET emitted_count = -1 WHERE id = 1")
 
 
-async def save_snapshot(
-    conn: asyncpg.Connection, snapshot_id: str, period: str, media_type: str, sha256: str, body: bytes
-) -> datetime:
+@dataclass(frozen=True)
+class SnapshotFile:
+    media_type: str
+    sha256: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A frozen report: the JSON document first, further renderings (the PDF) beside it."""
+
+    snapshot_id: str
+    period: str
+    files: tuple[SnapshotFile, ...]
+
+
+async def save_snapshot(conn: asyncpg.Connection, snapshot: Snapshot) -> datetime:
+    document, *others = snapshot.files
     created: datetime = await conn.fetchval(
         "INSERT INTO snapshots (snapshot_id, period, media_type, sha256, body) VALUES ($1, $2, $3, $4, $5)"
         " RETURNING created_at",
-        snapshot_id,
-        period,
-        media_type,
-        sha256,
-        body,
+        snapshot.snapshot_id,
+        snapshot.period,
+        document.media_type,
+        document.sha256,
+        document.body,
+    )
+    await conn.executemany(
+        "INSERT INTO snapshot_files (snapshot_id, media_type, sha256, body) VALUES ($1, $2, $3, $4)",
+        [(snapshot.snapshot_id, f.media_type, f.sha256, f.body) for f in others],
     )
     return created
 
 
-async def get_snapshot(conn: asyncpg.Connection, snapshot_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM snapshots WHERE snapshot_id = $1", snapshot_id)
+async def get_snapshot(
+    conn: asyncpg.Connection, snapshot_id: str, media_type: str | None = None
+) -> asyncpg.Record | None:
+    """The stored file of a snapshot: its JSON document, or (by media type) another rendering."""
+    if media_type is None:
+        return await conn.fetchrow("SELECT * FROM snapshots WHERE snapshot_id = $1", snapshot_id)
+    return await conn.fetchrow(
+        "SELECT * FROM snapshot_files WHERE snapshot_id = $1 AND media_type = $2", snapshot_id, media_type
+    )
 
 
 async def list_snapshots(conn: asyncpg.Connection) -> list[asyncpg.Record]:

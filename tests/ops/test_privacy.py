@@ -127,9 +127,9 @@ async def figures(conn: asyncpg.Connection) -> dict[str | None, Any]:
     """Every indicator, unsuppressed, in total and per grouping."""
     await conn.execute("SET search_path TO reporting, public")
     facts = await reporting_store.load_facts(conn)
-    result: dict[str | None, Any] = {None: compute(facts, Filters(), None, apply_suppression=False).total}
+    result: dict[str | None, Any] = {None: compute(facts, Filters(), None).total}
     for grouping in GROUPINGS:
-        result[grouping] = compute(facts, Filters(), grouping, apply_suppression=False).groups
+        result[grouping] = compute(facts, Filters(), grouping).groups
     return result
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from portal.portal_kit import PortalSystem, start_portal_system
 
-from services.notification.sink import MailSink
+from devtools.mail_sink import MailSink
 from support import Isolation, free_port
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artefacts" / "portal"

@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import httpx
 from e2e.system_kit import System, offering_body, start_system
 
-from services.notification.sink import MailSink
+from devtools.mail_sink import MailSink
 from support import eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

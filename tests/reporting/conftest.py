@@ -29,7 +29,7 @@ class Reporting:
     def __init__(self, runtime: ServiceRuntime, settings: ReportingSettings) -> None:
         self.runtime = runtime
         self.settings = settings
-        self.app = runtime.create_app([build_router(settings)], title="reporting-test")
+        self.app = runtime.create_app([build_router(settings, runtime)], title="reporting-test")
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://test")
 
     async def publish(self, events: Sequence[CloudEvent[Any]]) -> None:

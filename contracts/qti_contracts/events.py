@@ -698,7 +698,9 @@ class KpiFigure(Payload):
     group: GroupLabel | None = Field(default=None, description="The group within the dimension.")
     value: int | FiniteFloat | None = None
     suppressed: bool = Field(
-        default=False, description="True when fewer than 5 persons are behind the figure; value is null."
+        default=False,
+        description="True when the figure is withheld: fewer than 5 persons or companies behind it, or it "
+        "would let such a figure be recomputed; value is null.",
     )
 
     @model_validator(mode="after")

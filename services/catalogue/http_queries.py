@@ -13,6 +13,7 @@ from fastapi import Query
 from qti_contracts.events import COUNTY_LABELS, OfferingKind, OfferingStatus, Topic
 from qti_runtime.german import BERLIN
 from services.catalogue import store
+from services.catalogue.domain import has_control_chars
 from services.catalogue.http_errors import field_problem
 from services.catalogue.node_rules import county_code
 
@@ -68,14 +69,21 @@ class ListingQuery:
         return store.OfferingFilter(
             statuses=statuses,
             node_ids=self.node or (),
-            county=_county(self.county),
+            county=_county(_one_line(self.county, "county")),
             topics=self.topic or (),
             kinds=self.kind or (),
-            ends_from=moment(self.from_, "from", end_of_day=False),
-            starts_before=moment(self.to, "to", end_of_day=True),
-            text=_stripped(self.q),
+            ends_from=moment(_one_line(self.from_, "from"), "from", end_of_day=False),
+            starts_before=moment(_one_line(self.to, "to"), "to", end_of_day=True),
+            text=_stripped(_one_line(self.q, "q")),
             available=self.available,
         )
+
+
+def _one_line(value: str | None, field: str) -> str | None:
+    """Search text without control characters: Postgres refuses NUL in text, so it must not get that far."""
+    if value is not None and has_control_chars(value):
+        raise field_problem(field, "Bitte nur Text ohne Steuerzeichen angeben.")
+    return value
 
 
 def _stripped(value: str | None) -> str | None:
@@ -101,7 +109,7 @@ def moment(value: str | None, field: str, *, end_of_day: bool) -> datetime | Non
                 day += timedelta(days=1)
             return datetime.combine(day, time(0), tzinfo=BERLIN)
         parsed: datetime | None = datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # 9999-12-31 has no next day
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise field_problem(

@@ -312,7 +312,8 @@ async def test_consent_is_kept_with_the_privacy_notice_version(harness: Harness)
         await harness.publish(REQ, data)
     events = await harness.events(4, timeout=20)
     reasons = sorted(e["data"].get("reason", e["type"]) for e in events)
-    assert reasons == ["invalid_request", "invalid_request", "registration.confirmed", "registration.confirmed"]
+    confirmed = "registration.confirmed"
+    assert reasons == ["invalid_request", "invalid_request", confirmed, confirmed]
     rejected = [e["data"]["detail"] for e in events if e["type"] == "registration.rejected"]
     assert all("privacy_notice_version" in detail for detail in rejected)
     listed = await harness.client.get(f"/offerings/{oid}/registrations", headers=STAFF)

@@ -21,7 +21,8 @@ from qti_runtime.http import Problem, staff_guard
 from qti_runtime.settings import Settings
 from services.catalogue import staff_accounts, staff_store
 from services.catalogue.domain import has_control_chars
-from services.catalogue.http_errors import answered, uuid_or_404
+from services.catalogue.handlers import CatalogueError
+from services.catalogue.http_errors import command_problem, uuid_or_404
 from services.catalogue.http_models import problems
 from services.catalogue.http_queries import DEFAULT_LIMIT, LimitQuery
 from services.catalogue.representations import json_response
@@ -181,9 +182,11 @@ class StaffDirectoryEndpoints:
             detail=body.detail,
         )
         try:
-            entry = await answered(staff_accounts.record_action(self._db, request, now))
+            entry = await staff_accounts.record_action(self._db, request, now)
         except Forbidden as exc:
             raise Problem(403, exc.message) from None
+        except CatalogueError as exc:
+            raise command_problem(exc) from None
         response = json_response(audit_out(entry), 201)
         return response
 

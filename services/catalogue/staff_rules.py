@@ -186,17 +186,22 @@ def may_read_audit(account: StaffAccount) -> bool:
 # --- audit entries ---------------------------------------------------------------------------------
 
 
+def _unsafe_text(text: str) -> bool:
+    """Control characters, or lone surrogates (which no database or file can store as UTF-8)."""
+    return any(unicodedata.category(char) in ("Cc", "Cs") for char in text)
+
+
 def subject_problems(subject: str | None) -> list[ValidationProblem]:
     if subject is None:
         return []
-    if len(subject) > SUBJECT_MAX_LENGTH or has_control_chars(subject):
-        message = f"Bitte höchstens {SUBJECT_MAX_LENGTH} Zeichen in einer Zeile angeben."
+    if len(subject) > SUBJECT_MAX_LENGTH or _unsafe_text(subject):
+        message = f"Bitte höchstens {SUBJECT_MAX_LENGTH} gültige Zeichen in einer Zeile angeben."
         return [ValidationProblem("subject", message)]
     return []
 
 
 def _detail_item_problems(key: str, value: object) -> list[ValidationProblem]:
-    field = f"detail.{key}" if _DETAIL_KEY.match(key) and len(key) <= DETAIL_KEY_MAX_LENGTH else "detail"
+    field = f"detail.{key}" if _DETAIL_KEY.fullmatch(key) and len(key) <= DETAIL_KEY_MAX_LENGTH else "detail"
     if field == "detail":
         message = (
             f"Schlüssel bestehen aus Kleinbuchstaben, Ziffern und _ "
@@ -205,8 +210,10 @@ def _detail_item_problems(key: str, value: object) -> list[ValidationProblem]:
         return [ValidationProblem(field, message)]
     if value is not None and not isinstance(value, str | int | bool):
         return [ValidationProblem(field, "Bitte einen Text, eine ganze Zahl, true/false oder null angeben.")]
-    if isinstance(value, str) and (len(value) > DETAIL_VALUE_MAX_LENGTH or has_control_chars(value)):
-        message = f"Bitte höchstens {DETAIL_VALUE_MAX_LENGTH} Zeichen ohne Steuerzeichen angeben."
+    if isinstance(value, str) and (len(value) > DETAIL_VALUE_MAX_LENGTH or _unsafe_text(value)):
+        message = (
+            f"Bitte höchstens {DETAIL_VALUE_MAX_LENGTH} Zeichen ohne Steuer- oder ungültige Zeichen angeben."
+        )
         return [ValidationProblem(field, message)]
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
         return [ValidationProblem(field, "Die Zahl ist zu groß.")]

@@ -13,6 +13,8 @@ import pytest
 import pytest_asyncio
 from argon2 import PasswordHasher
 from catalogue.harness import GOTHA, PROBLEM, STAFF, Service, isolated_service, offering_body
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from devtools.demo_data import node_id_for
 from services.catalogue import privacy, staff_accounts, staff_api
@@ -23,6 +25,7 @@ from support import Isolation
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PASSWORD = "richtig-langes-passwort"
+JSON_HEADERS = {**STAFF, "content-type": "application/json"}
 SOEMMERDA = node_id_for("soemmerda")
 
 
@@ -284,15 +287,25 @@ async def test_hostile_bodies_get_german_422s(service: Service) -> None:
         response = await service.client.post("/staff/audit", json=body, headers=STAFF)
         problem = assert_problem(response, 422)
         assert field in [e["field"] for e in problem["errors"]], (field, problem)
-    json_headers = {**STAFF, "content-type": "application/json"}
-    raw = await service.client.post("/staff/audit", content=b'{"a": ', headers=json_headers)
+    raw = await service.client.post("/staff/audit", content=b'{"a": ', headers=JSON_HEADERS)
     assert "JSON" in assert_problem(raw, 422)["detail"]
     for depth in (3_000, 30_000):  # nested deeper than the JSON parser recurses: still a German answer
         detail = "[" * depth + "1" + "]" * depth
         deep = f'{{"actor_account_id": "{actor}", "action": "offering.edited", "detail": {{"x": {detail}}}}}'
-        response = await service.client.post("/staff/audit", content=deep.encode(), headers=json_headers)
+        response = await service.client.post("/staff/audit", content=deep.encode(), headers=JSON_HEADERS)
         assert response.status_code in (413, 422), response.text
         assert_problem(response, response.status_code)
+    surrogate = "\\ud800"  # a lone surrogate: valid JSON, but no UTF-8 text
+    for field, text in (
+        ("subject", f'"subject": "a{surrogate}"'),
+        ("detail.note", f'"detail": {{"note": "{surrogate}"}}'),
+        ("detail", f'"detail": {{"{surrogate}": 1}}'),
+        ("action", f'"action": "{surrogate}"'),
+    ):
+        action = "" if field == "action" else '"action": "offering.edited", '
+        content = f'{{"actor_account_id": "{actor}", {action}{text}}}'.encode()
+        response = await service.client.post("/staff/audit", content=content, headers=JSON_HEADERS)
+        assert field in [e["field"] for e in assert_problem(response, 422)["errors"]], content
 
 
 async def test_hostile_sign_ins_get_clear_answers(service: Service) -> None:
@@ -327,3 +340,64 @@ async def test_forget_person_pseudonymises_a_staff_account(service: Service) -> 
     shown = (await service.client.get(f"/staff/accounts/{account.account_id}", headers=STAFF)).json()
     assert shown["email"] == f"geloescht-{account.account_id}@invalid" and shown["disabled"] is True
     assert account.email not in json.dumps(await audit(service, limit=200))
+
+
+# --- fuzz ----------------------------------------------------------------------------------------
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=40)
+    | st.sampled_from(["\ud800", "=1+1", "<script>", "ä" * 300, "\u202e", "a\u0000b", "-1e999"])
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _bodies(fields: dict[str, st.SearchStrategy[Any]], count: int) -> list[Any]:
+    """A fixed, derandomised set of bodies: the fields with hostile values, some missing, or any JSON."""
+    shaped = st.fixed_dictionaries({}, optional={name: strategy | _JSON for name, strategy in fields.items()})
+    found: list[Any] = []
+
+    @settings(max_examples=count, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(shaped | _JSON)
+    def collect(body: Any) -> None:
+        found.append(body)
+
+    collect()
+    return found
+
+
+async def test_fuzzed_bodies_never_get_a_server_error(service: Service) -> None:
+    lead = await add(service, node=None)
+    sign_in_fields = {"email": st.just(lead.email) | st.text(max_size=60), "password": st.text(max_size=40)}
+    audit_fields = {
+        "actor_account_id": st.just(str(lead.account_id)),
+        "action": st.sampled_from(["offering.edited", "certificate.revoked"]),
+        "node_id": st.just(str(GOTHA)) | st.uuids().map(str),
+        "subject": st.text(max_size=60),
+        "detail": st.dictionaries(st.text(max_size=10), _SCALARS, max_size=5),
+    }
+    for path, fields in (("/staff/sign-in", sign_in_fields), ("/staff/audit", audit_fields)):
+        for body in _bodies(fields, 60):
+            content = json.dumps(body, ensure_ascii=True, allow_nan=True).encode()
+            response = await service.client.post(
+                path, content=content, headers={**STAFF, "content-type": "application/json"}
+            )
+            assert response.status_code < 500, (path, body, response.text)
+            if response.status_code >= 400:
+                assert_problem(response, response.status_code)
+
+
+async def test_sign_in_with_a_lone_surrogate_is_a_422(service: Service) -> None:
+    for body in (
+        b'{"email": "\\ud800@example.de", "password": "x"}',
+        b'{"email": "a@b.de", "password": "\\udfff"}',
+    ):
+        response = await service.client.post("/staff/sign-in", content=body, headers=JSON_HEADERS)
+        assert "ungültige Zeichen" in assert_problem(response, 422)["detail"]

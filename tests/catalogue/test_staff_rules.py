@@ -170,6 +170,9 @@ def test_detail_is_small_and_flat() -> None:
     assert detail_problems({"Bad-Key": 1})[0].field == "detail"
     assert detail_problems({"text": "x" * 201})[0].field == "detail.text"
     assert detail_problems({"text": "a\x00b"})[0].field == "detail.text"
+    assert detail_problems({"text": "a\ud800b"})[0].field == "detail.text"
+    assert detail_problems({"key\n": 1})[0].field == "detail"
+    assert detail_problems({"\ud800": 1})[0].field == "detail"
     assert detail_problems({"big": 2**60})[0].field == "detail.big"
     assert detail_problems({f"k{i}": 1 for i in range(21)})[0].field == "detail"
     assert "2000" in detail_problems({f"k{i}": "ü" * 200 for i in range(15)})[0].message.replace(".", "")
@@ -178,4 +181,5 @@ def test_detail_is_small_and_flat() -> None:
 def test_subject_is_one_short_line() -> None:
     assert subject_problems(None) == subject_problems("reg-123") == []
     assert subject_problems("a\nb")[0].field == "subject"
+    assert subject_problems("a\ud800")[0].field == "subject"
     assert subject_problems("x" * 201)[0].field == "subject"

@@ -16,7 +16,10 @@ from catalogue.harness import GOTHA, PROBLEM, STAFF, Service, isolated_service, 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devtools.demo_data import node_id_for
+from devtools import demo
+from devtools.demo_data import DEMO_STAFF, node_id_for
+from qti_runtime.db import Database
+from qti_runtime.settings import Settings
 from services.catalogue import privacy, staff_accounts, staff_api
 from services.catalogue.handlers import Conflict, Invalid
 from services.catalogue.staff_rules import LOCKOUT_DURATION, StaffAccount
@@ -401,3 +404,37 @@ async def test_sign_in_with_a_lone_surrogate_is_a_422(service: Service) -> None:
     ):
         response = await service.client.post("/staff/sign-in", content=body, headers=JSON_HEADERS)
         assert "ungültige Zeichen" in assert_problem(response, 422)["detail"]
+
+
+async def test_demo_accounts_in_development_only(settings: Settings, isolation: Isolation) -> None:
+    lines: list[str] = []
+    await demo.run(settings, lines)
+    assert [line.split()[0] for line in lines] == [staff.email for staff in DEMO_STAFF]
+    assert all(staff.password in text for staff, text in zip(DEMO_STAFF, lines, strict=True))
+    again: list[str] = []
+    await demo.run(settings, again)
+    assert all("gab es schon" in line for line in again)
+    db = Database(settings.database_url, "catalogue", min_size=1, max_size=2)
+    await db.connect()
+    try:
+        now = datetime.now(UTC)
+        for staff in DEMO_STAFF:
+            account = await staff_accounts.sign_in(db, staff.email, staff.password, now)
+            assert account is not None and account.node_id == staff.node_id
+    finally:
+        await db.close()
+    production_url = await isolation.create_database()
+    try:
+        production = settings.model_copy(update={"env": "production", "database_url": production_url})
+        lines = []
+        await demo.run(production, lines)
+        assert lines == []
+        db = Database(production_url, "catalogue", min_size=1, max_size=2)
+        await db.connect()
+        try:
+            async with db.pool.acquire() as conn:
+                assert await conn.fetchval("SELECT count(*) FROM staff_accounts") == 0
+        finally:
+            await db.close()
+    finally:
+        await isolation.drop_database(production_url)

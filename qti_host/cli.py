@@ -187,7 +187,7 @@ async def _wait_ready(urls: dict[str, str], timeout: float) -> list[str]:
     return sorted(pending)
 
 
-def _banner(settings: Settings, services: list[str], mail_sink: bool) -> str:
+def _banner(settings: Settings, services: list[str], mail_sink: bool, *, demo: bool = False) -> str:
     host = _local_host(settings)
     lines = ["", "qti-net is ready:"]
     for service in services:
@@ -196,9 +196,9 @@ def _banner(settings: Settings, services: list[str], mail_sink: bool) -> str:
     if "reporting" in services:
         lines.append(f"  {'dashboard':<13} http://{host}:{settings.reporting_port}/dashboard")
     lines.append(f"  {'portal':<13} {settings.portal_url}/")
-    if settings.env != "production":  # devtools.demo prints the demo accounts' passwords above
-        demo = "leitung@qti-demo.de, gotha@qti-demo.de (passwords: demo-data above)"
-        lines.append(f"  {'console':<13} {settings.portal_url}/verwaltung  demo: {demo}")
+    if demo and settings.env != "production":  # devtools.demo prints the demo accounts' passwords above
+        accounts = "leitung@qti-demo.de, gotha@qti-demo.de (passwords: demo-data above)"
+        lines.append(f"  {'console':<13} {settings.portal_url}/verwaltung  demo: {accounts}")
     if mail_sink:
         port = os.environ.get("QTI_MAIL_SINK_HTTP_PORT", str(MAIL_SINK_HTTP_PORT))
         lines.append(f"  {'mail sink':<13} http://127.0.0.1:{port}/")
@@ -230,7 +230,7 @@ async def _startup(
             )
             code = await supervisor.wait_oneshot("demo-data")
             supervisor.say("demo data loaded" if code == 0 else f"loading demo data failed (exit {code})")
-    supervisor.say(_banner(settings, services, mail_sink))
+    supervisor.say(_banner(settings, services, mail_sink, demo=demo))
 
 
 async def run_local(settings: Settings) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -438,3 +439,13 @@ async def test_demo_accounts_in_development_only(settings: Settings, isolation: 
             await db.close()
     finally:
         await isolation.drop_database(production_url)
+
+
+async def test_concurrent_failures_are_all_counted(service: Service) -> None:
+    account = await add(service)
+    attempts = [sign_in(service, account.email, f"daneben-{index}-xxxxx") for index in range(5)]
+    answers = await asyncio.gather(*attempts)
+    assert [answer.status_code for answer in answers] == [401] * 5
+    shown = await service.client.get(f"/staff/accounts/{account.account_id}", headers=STAFF)
+    assert shown.json()["locked"] is True
+    assert_problem(await sign_in(service, account.email), 401)

@@ -89,7 +89,9 @@ async def published(h: Harness, offering_id: str, **data: Any) -> None:
     async def matched() -> bool:
         async with h.runtime.db.pool.acquire() as conn:
             return bool(
-                await conn.fetchval("SELECT 1 FROM alert_offerings_matched WHERE offering_id = $1", offering_id)
+                await conn.fetchval(
+                    "SELECT 1 FROM alert_offerings_matched WHERE offering_id = $1", offering_id
+                )
             )
 
     await eventually(matched, timeout=20)
@@ -151,7 +153,9 @@ async def test_sign_up_confirm_one_alert_for_the_matching_offering_then_unsubscr
     async with h.runtime.db.pool.acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM alert_subscriptions")
     assert row["status"] == "ended" and row["email"] is None and row["end_cause"] == "unsubscribed"
-    assert row["consent_text_version"] == "2026-12-alarm-v1" and row["consent_source"] == "portal Angebotsalarm"
+    assert (
+        row["consent_text_version"] == "2026-12-alarm-v1" and row["consent_source"] == "portal Angebotsalarm"
+    )
     assert row["confirmed_at"] is not None and row["confirm_hash"] != token  # only the hash is stored
 
     events = await h.events(expect=8)
@@ -241,7 +245,7 @@ async def test_the_same_answer_for_known_addresses_and_german_422s_for_bad_input
         signup("a@example.de", topics=["wasserstoff"] * 50),
         signup("a@example.de", nodes=["<script>alert(1)</script>"]),
         signup("a@example.de", kind="interest", topics=["wasserstoff", "innovation"]),
-        signup("a@example.de", consent_text_version="=HYPERLINK(\"x\")" * 10),
+        signup("a@example.de", consent_text_version='=HYPERLINK("x")' * 10),
         {"email": {"nested": ["x"] * 100}},
     ]
     for body in bad:

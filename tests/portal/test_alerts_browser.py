@@ -115,7 +115,7 @@ async def test_interest_form_prefilled_from_an_empty_search(
     browser: Browser, portal_system: PortalSystem
 ) -> None:
     portal = portal_system
-    async with browser_context(browser, javascript=False) as context:
+    async with browser_context(browser) as context:
         page = await context.new_page()
         await page.goto(f"{portal.url}/?topic=unternehmensnachfolge&q=Zeppelinbau")
         await expect(page.get_by_role("heading", name="0 Angebote gefunden")).to_be_visible()

@@ -64,7 +64,7 @@ def signup(email: str, **extra: Any) -> dict[str, Any]:
 def body_text(message: EmailMessage) -> str:
     part = message.get_body(("plain",))
     assert part is not None
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content())
 
 
 def link_in(message: EmailMessage, kind: str) -> str:

@@ -47,7 +47,7 @@ async def mail_to(portal: PortalSystem, address: str, count: int) -> list[EmailM
 def text_of(message: EmailMessage) -> str:
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
-    return str(body.get_content())  # type: ignore[attr-defined]
+    return str(body.get_content())
 
 
 async def sign_up(page: Page, portal: PortalSystem, address: str) -> None:

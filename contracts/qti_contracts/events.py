@@ -691,6 +691,61 @@ class NotificationFailed(NotificationSent):
 
 
 # --------------------------------------------------------------------------------------------------
+# Offer alerts ("Angebotsalarm") and interest ("Interesse melden"): no e-mail address in clear
+# --------------------------------------------------------------------------------------------------
+
+
+class AlertKind(StrEnum):
+    ALERT = "alert"  # a mail for each newly published matching offering (or a weekly digest)
+    INTEREST = "interest"  # one topic and one county where nothing is offered: told once, then ended
+
+
+class AlertFrequency(StrEnum):
+    IMMEDIATE = "immediate"
+    WEEKLY = "weekly"
+
+
+class AlertEndCause(StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    EXPIRED = "expired"  # never confirmed in time
+    FULFILLED = "fulfilled"  # an interest whose matching offering was published and mailed
+    FORGOTTEN = "forgotten"  # erased on request (`qti forget-person`)
+
+
+class AlertSubscription(Payload):
+    """A subscription's state change, carried by `notification.alert.subscribed` (pending, before the
+    double opt-in) and `notification.alert.confirmed`. The address stays in notification; only a keyed
+    pseudonym of it travels."""
+
+    subscription_id: Identifier
+    kind: AlertKind
+    recipient_ref: Pseudonym
+    topics: Annotated[list[Topic], Field(max_length=len(Topic))] = Field(default_factory=list)
+    kinds: Annotated[list[OfferingKind], Field(max_length=len(OfferingKind))] = Field(default_factory=list)
+    counties: Annotated[list[County], Field(max_length=len(County))] = Field(default_factory=list)
+    nodes: Annotated[list[Identifier], Field(max_length=100)] = Field(default_factory=list)
+    frequency: AlertFrequency = AlertFrequency.IMMEDIATE
+    consent_text_version: ShortText
+    source: ShortText = Field(description="Where the consent was given, e.g. `portal Angebotsalarm`.")
+
+
+AlertSubscribed = AlertSubscription
+AlertConfirmed = AlertSubscription
+
+
+class AlertEnded(Payload):
+    """`notification.alert.ended`: unsubscribed, expired unconfirmed, fulfilled (interest) or forgotten."""
+
+    subscription_id: Identifier
+    kind: AlertKind
+    recipient_ref: Pseudonym
+    cause: AlertEndCause
+    was_confirmed: bool
+    topics: Annotated[list[Topic], Field(max_length=len(Topic))] = Field(default_factory=list)
+    counties: Annotated[list[County], Field(max_length=len(County))] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------
 # Reporting events: aggregates only
 # --------------------------------------------------------------------------------------------------
 

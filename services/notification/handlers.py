@@ -28,6 +28,7 @@ from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
 from qti_runtime.unit_of_work import UnitOfWork, advisory_locks, unit_of_work
 from services.notification import domain, store
+from services.notification.alert_handlers import AlertService
 from services.notification.deliveries import (
     DeliveryFactory,
     address_key,
@@ -50,6 +51,7 @@ class NotificationHandlers:
         self.db = db
         self.settings = settings
         self.mails = DeliveryFactory(settings)
+        self.alerts = AlertService(db, settings)
 
     async def _add(self, uow: UnitOfWork, mails: Sequence[NewDelivery]) -> None:
         """Insert the mails' rows (the first to a new address with the privacy notice); wake the senders."""
@@ -164,6 +166,8 @@ class NotificationHandlers:
             await store.save_offering(uow.conn, state)
             if previous is not None and previous.cancelled:
                 return
+            if event.type == RoutingKey.OFFERING_PUBLISHED:
+                await self.alerts.on_published(uow, event, state)  # offer alerts and interest
             before = previous.state if previous is not None else None
             if before is None:  # first sight: reminders of recipients that arrived before the offering
                 await self._tell_live_recipients(uow, event, state, before=None)

@@ -68,6 +68,9 @@ ADDITIVE: Final = frozenset(
         "certificate_eligible",
         "notifications_sent",
         "notifications_failed",
+        "alerts_sent",
+        "alert_signups_confirmed",
+        "interest_unmet",
         SEATED,
         ATTENDED_UNITS,
     }

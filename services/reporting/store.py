@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -13,6 +13,7 @@ import asyncpg
 
 from services.reporting.domain import (
     UNKNOWN,
+    AlertFact,
     Facts,
     NotificationFact,
     OfferingFact,
@@ -30,6 +31,7 @@ PROJECTION_TABLES: Final = (
     "registrations",
     "attendance",
     "notifications",
+    "alert_subscriptions",
 )
 
 
@@ -108,10 +110,11 @@ ON CONFLICT (request_id) DO UPDATE SET
 """
 
 _UPSERT_NOTIFICATION: Final = """
-INSERT INTO notifications AS n (notification_id, offering_id, first_seen_at, sent, failed_permanent)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO notifications AS n (notification_id, offering_id, first_seen_at, sent, failed_permanent, template)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (notification_id) DO UPDATE SET
     offering_id = GREATEST(n.offering_id, EXCLUDED.offering_id),
+    template = GREATEST(n.template, EXCLUDED.template),
     first_seen_at = LEAST(n.first_seen_at, EXCLUDED.first_seen_at),
     sent = n.sent OR EXCLUDED.sent,
     failed_permanent = n.failed_permanent OR EXCLUDED.failed_permanent
@@ -144,6 +147,34 @@ ON CONFLICT (offering_id) DO UPDATE SET
 WHERE o.revision < EXCLUDED.revision
 RETURNING offering_id
 """
+
+# Any order, duplicates allowed: each timestamp is the earliest seen, an end is final.
+_UPSERT_ALERT: Final = """
+INSERT INTO alert_subscriptions AS a (subscription_id, kind, topics, counties, subscribed_at, confirmed_at,
+                                      ended_at, end_cause)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (subscription_id) DO UPDATE SET
+    subscribed_at = LEAST(a.subscribed_at, EXCLUDED.subscribed_at),
+    confirmed_at = LEAST(a.confirmed_at, EXCLUDED.confirmed_at),
+    ended_at = LEAST(a.ended_at, EXCLUDED.ended_at),
+    end_cause = COALESCE(a.end_cause, EXCLUDED.end_cause)
+"""
+
+
+def _alert_row(event: ScrubbedEvent) -> tuple[Any, ...]:
+    d, at = event.data, event.occurred_at
+    ended = event.type == "notification.alert.ended"
+    return (
+        d["subscription_id"],
+        d["kind"],
+        list(d.get("topics") or []),
+        list(d.get("counties") or []),
+        at if event.type == "notification.alert.subscribed" else None,
+        at if event.type == "notification.alert.confirmed" else None,
+        at if ended else None,
+        d.get("cause") if ended else None,
+    )
+
 
 _REGISTRATION_FIELDS: Final = 17
 _REGISTRATION_TYPES: Final = frozenset(
@@ -200,6 +231,7 @@ class _ProjectionRows:
     nodes: list[tuple[Any, ...]]
     cancellations: list[tuple[Any, ...]]
     offerings: dict[str, ScrubbedEvent]
+    alerts: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def _collect(events: Sequence[ScrubbedEvent]) -> _ProjectionRows:
@@ -244,8 +276,11 @@ def _collect_other(rows: _ProjectionRows, event: ScrubbedEvent) -> None:
                 event.occurred_at,
                 not d["failed"],
                 permanent_failure,
+                d.get("template"),
             )
         )
+    elif kind.startswith("notification.alert."):
+        rows.alerts.append(_alert_row(event))
     elif kind in ("catalogue.offering.published", "catalogue.offering.updated"):
         known = rows.offerings.get(d["offering_id"])
         if known is None or known.data["revision"] < d["revision"]:
@@ -266,6 +301,7 @@ async def apply(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> No
         (_UPSERT_NOTIFICATION, rows.notifications),
         (_UPSERT_ATTENDANCE, rows.attendance),
         (_UPSERT_NODE, rows.nodes),
+        (_UPSERT_ALERT, rows.alerts),
         (
             "INSERT INTO offering_cancellations (offering_id) VALUES ($1) ON CONFLICT DO NOTHING",
             rows.cancellations,
@@ -327,6 +363,7 @@ async def load_facts(conn: asyncpg.Connection) -> Facts:
         await _load_registrations(conn),
         await _load_requests(conn),
         await _load_notifications(conn),
+        await _load_alerts(conn),
     )
 
 
@@ -418,8 +455,30 @@ async def _load_notifications(conn: asyncpg.Connection) -> list[NotificationFact
             row["first_seen_at"],
             row["sent"],
             row["failed_permanent"],
+            row["template"],
         )
         for row in await conn.fetch("SELECT * FROM notifications ORDER BY notification_id")
+    ]
+
+
+async def _load_alerts(conn: asyncpg.Connection) -> list[AlertFact]:
+    """Confirmed subscriptions (an unconfirmed one is no sign-up and no demand)."""
+
+    def one(values: list[str]) -> str | None:
+        return values[0] if len(values) == 1 else None
+
+    return [
+        AlertFact(
+            row["subscription_id"],
+            row["kind"],
+            one(row["topics"]),
+            one(row["counties"]),
+            row["confirmed_at"],
+            row["end_cause"],
+        )
+        for row in await conn.fetch(
+            "SELECT * FROM alert_subscriptions WHERE confirmed_at IS NOT NULL ORDER BY subscription_id"
+        )
     ]
 
 

@@ -32,6 +32,9 @@ TILES: Final = (
     ("unmet_demand", "Ungedeckte Nachfrage"),
     ("completions", "Abschlüsse"),
     ("notification_delivery_rate", "Zustellquote"),
+    ("alert_signups_confirmed", "Angebotsalarm: Anmeldungen"),
+    ("alerts_sent", "Angebotsalarme versandt"),
+    ("interest_unmet", "Gemeldetes Interesse ohne Angebot"),
 )
 PERCENT: Final = frozenset({"utilisation", "notification_delivery_rate"})
 SUPPRESSION_NOTE: Final = (

@@ -29,10 +29,14 @@ class ClientAddress:
     def __init__(self, trusted_proxies: str) -> None:
         self._trusted = trusted_networks(trusted_proxies)
 
+    def address(self, request: Request) -> str:
+        """The client's own address, e.g. to name it in X-Forwarded-For to the next service."""
+        peer = self._client(request)
+        return "unknown" if peer is None else str(peer)
+
     def of(self, request: Request) -> str:
-        peer = _address(request.client.host if request.client else "")
-        if peer is not None and self._is_trusted(peer):
-            peer = self._last_untrusted_hop(request, peer)
+        """The rate-limit subject: the address, an IPv6 client's /64 network."""
+        peer = self._client(request)
         if peer is None:
             return "unknown"
         if isinstance(peer, ipaddress.IPv6Address):
@@ -40,6 +44,12 @@ class ClientAddress:
                 return str(peer.ipv4_mapped)
             return str(ipaddress.ip_network(f"{peer}/64", strict=False))
         return str(peer)
+
+    def _client(self, request: Request) -> IPAddress | None:
+        peer = _address(request.client.host if request.client else "")
+        if peer is not None and self._is_trusted(peer):
+            peer = self._last_untrusted_hop(request, peer)
+        return peer
 
     def _last_untrusted_hop(self, request: Request, peer: IPAddress) -> IPAddress:
         hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",")]

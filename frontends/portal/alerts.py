@@ -51,8 +51,9 @@ FIELD_LABELS: Final = {
 
 async def _post(request: Request, path: str, body: dict[str, Any]) -> httpx.Response:
     """A call to notification's public API, naming the browser's address for its rate limits."""
-    settings = portal_of(request).settings
-    client_ip = request.client.host if request.client else "unknown"
+    portal = portal_of(request)
+    settings = portal.settings
+    client_ip = portal.clients.address(request)
     try:
         async with httpx.AsyncClient(base_url=settings.notification_url, timeout=10.0) as client:
             response = await client.post(path, json=body, headers={"X-Forwarded-For": client_ip})

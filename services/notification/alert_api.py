@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from qti_contracts import AlertFrequency, AlertKind, County, OfferingKind, Topic
 from qti_contracts.events import Email, Identifier
+from qti_runtime.client_address import ClientAddress
 from qti_runtime.db import Database
 from qti_runtime.http import Problem, staff_guard
 from qti_runtime.ratelimit import RateLimiter, Rule, mailbox
@@ -88,26 +88,10 @@ class Maintenance(BaseModel):
 UNKNOWN = "Dieser Link ist ungültig oder abgelaufen."
 
 
-def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in text.split(",") if p.strip())
-
-
-def client_of(request: Request, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str:
-    """The peer, or behind a trusted proxy (the portal) the last address it names in X-Forwarded-For."""
-    peer = request.client.host if request.client else "unknown"
-    try:
-        if any(ipaddress.ip_address(peer) in net for net in trusted):
-            named = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
-            return str(ipaddress.ip_address(named))
-    except ValueError:
-        pass
-    return peer
-
-
 def alerts_router(db: Database, settings: NotificationSettings, service: AlertService) -> APIRouter:
     router = APIRouter(tags=["alerts"])
     limiter = RateLimiter(settings.link_secret.get_secret_value())
-    trusted = _networks(settings.trusted_proxies)
+    clients = ClientAddress(settings.trusted_proxies)
     per_client = Rule(
         "alerts.client", settings.alert_rate_per_client, settings.alert_rate_client_window_seconds
     )
@@ -118,7 +102,7 @@ def alerts_router(db: Database, settings: NotificationSettings, service: AlertSe
         signup = body.signup()
         async with db.pool.acquire() as conn:
             verdict = await limiter.exceeded(
-                conn, [(per_client, client_of(request, trusted)), (per_email, mailbox(signup.email))]
+                conn, [(per_client, clients.of(request)), (per_email, mailbox(signup.email))]
             )
         if verdict is not None:
             raise Problem(

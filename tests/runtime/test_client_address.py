@@ -36,6 +36,8 @@ def test_ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() -> None:
     assert clients.of(request_from("2001:db8:1:2:aaaa::1")) == "2001:db8:1:2::/64"
     assert clients.of(request_from("::ffff:198.51.100.3")) == "198.51.100.3"
     assert clients.of(request_from("kein-host")) == "unknown"
+    # Named onwards (X-Forwarded-For to the next service) as the address itself, not its network.
+    assert clients.address(request_from("2001:db8:1:2:aaaa::1")) == "2001:db8:1:2:aaaa::1"
 
 
 def test_the_portal_refuses_a_mistyped_proxy_list_at_start() -> None:

@@ -8,6 +8,8 @@
     qti reporting rebuild                    rebuild reporting's projections from its event store
     qti forget-person <email>                every service forgets a person (reporting keeps aggregates)
     qti procfile                             print the processes of `qti run` as a Procfile
+    qti staff add EMAIL --node ID|--all      a staff account of the portal's console (asks for a password)
+    qti staff list | remove EMAIL            the console's staff accounts
 
 Configuration comes from the `QTI_*` environment variables (qti_runtime.settings.Settings). What it
 knows of the services it reads from their definitions (`qti_host.services`); the mail sink and the demo
@@ -50,6 +52,9 @@ dead_letters_app = typer.Typer(help="Inspect and replay a service's dead-letter 
 reporting_app = typer.Typer(help="Reporting maintenance.", no_args_is_help=True)
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(reporting_app, name="reporting")
+staff_app = typer.Typer(help="Staff accounts of the portal's console (/verwaltung).", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+STAFF_MODULE = "frontends.portal.console.admin"
 
 MAIL_SINK_HTTP_PORT = 8025
 DEMO_MODULE = "devtools.demo"
@@ -454,6 +459,49 @@ def forget_person(
         typer.echo(f"{queue}  " + ("no such queue" if removed is None else f"{removed} message(s) removed"))
     if all(count is None for count in results.values()):
         raise _fail("no service has a privacy hook installed")
+
+
+def _staff(args: list[str], password: str = "") -> None:
+    """The portal's own module does the work (qti_host imports no frontend): password on stdin."""
+    if not module_available(STAFF_MODULE):
+        raise _fail(f"{STAFF_MODULE} is not installed")
+    done = subprocess.run(
+        [sys.executable, "-m", STAFF_MODULE, *args], input=password + "\n", text=True, check=False
+    )
+    raise typer.Exit(done.returncode)
+
+
+@staff_app.command("add")
+def staff_add(
+    email: Annotated[str, typer.Argument(help="E-mail address: the account's sign-in name.")],
+    node: Annotated[str | None, typer.Option("--node", help="Node id: staff of this node only.")] = None,
+    all_nodes: Annotated[
+        bool, typer.Option("--all", help="Project lead: every node, the audit log.")
+    ] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Create a console account (or set a new password and role); the password is stored as argon2id."""
+    if (node is None) == (not all_nodes) or (node is not None and all_nodes):
+        raise _fail("give exactly one of --node NODE_ID or --all")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _staff(["add", email, *(["--node", node] if node else [])], password)
+
+
+@staff_app.command("list")
+def staff_list() -> None:
+    """The console's accounts: e-mail, role, node."""
+    _staff(["list"])
+
+
+@staff_app.command("remove")
+def staff_remove(email: Annotated[str, typer.Argument(help="E-mail address of the account.")]) -> None:
+    """Remove a console account (its sessions end)."""
+    _staff(["remove", email])
 
 
 def main() -> None:

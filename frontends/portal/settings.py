@@ -1,7 +1,8 @@
 """Configuration of the portal from `QTI_*` variables.
 
-Deliberately not `qti_runtime.settings.Settings`: the portal has no database URL (it reaches only the
-public contract), and its broker URL is the `frontend` user's.
+Deliberately not `qti_runtime.settings.Settings`: the portal reaches the services only through the
+public contract, its broker URL is the `frontend` user's, and its only database is its own schema
+`portal` (staff accounts, console sessions, audit log: `QTI_PORTAL_DATABASE_URL`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from qti_runtime.settings import KNOWN_DEFAULT_SECRETS, MIN_SECRET_LENGTH
+from qti_runtime.settings import DEV_STAFF_TOKEN, KNOWN_DEFAULT_SECRETS, MIN_SECRET_LENGTH
 
 DEV_FORM_SECRET = "dev-portal-form-secret-not-for-production"
 
@@ -43,6 +44,11 @@ class PortalSettings(BaseSettings):
     # How long the outcome page waits for a decision before it shows "wird bearbeitet".
     portal_outcome_wait_seconds: float = Field(default=4.0, ge=0, le=20)
     log_level: str = "INFO"
+    # The staff console (/verwaltung): the portal's own schema `portal`, the services' staff token.
+    portal_database_url: str = "postgresql://root@127.0.0.1:5432/qti"
+    staff_token: SecretStr = SecretStr(DEV_STAFF_TOKEN)
+    console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    console_absolute_hours: int = Field(default=8, ge=1, le=24)
 
     def model_post_init(self, _context: object) -> None:
         if not self.catalogue_url:
@@ -57,6 +63,9 @@ class PortalSettings(BaseSettings):
         secret = self.portal_form_secret.get_secret_value()
         if secret in KNOWN_DEFAULT_SECRETS | {DEV_FORM_SECRET} or len(secret) < MIN_SECRET_LENGTH:
             problems.append("QTI_PORTAL_FORM_SECRET fehlt oder ist zu kurz / is missing or too short")
+        token = self.staff_token.get_secret_value()
+        if token in KNOWN_DEFAULT_SECRETS | {DEV_STAFF_TOKEN} or len(token) < MIN_SECRET_LENGTH:
+            problems.append("QTI_STAFF_TOKEN fehlt oder ist zu kurz / is missing or too short")
         if unquote(urlsplit(self.amqp_url).username or "guest") == "guest":
             problems.append("QTI_AMQP_URL nutzt guest / uses guest (use the broker user `frontend`)")
         return problems

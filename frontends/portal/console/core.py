@@ -1,0 +1,109 @@
+"""What every console page needs: the console's adapters, the signed-in account and German refusals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+from fastapi import Request
+from starlette.responses import RedirectResponse, Response
+
+from frontends.portal.console.accounts import Account
+from frontends.portal.console.db import ConsoleDatabase
+from frontends.portal.console.sessions import SessionPolicy, session_account
+from frontends.portal.console.staff_api import Answer, StaffApi
+from frontends.portal.context import portal_of
+from frontends.portal.settings import PortalSettings
+
+SIGN_IN = "/verwaltung/anmelden"
+
+
+@dataclass
+class Console:
+    db: ConsoleDatabase
+    api: StaffApi
+    policy: SessionPolicy
+
+    @classmethod
+    def of_settings(cls, settings: PortalSettings) -> Console:
+        return cls(
+            db=ConsoleDatabase(settings.portal_database_url),
+            api=StaffApi.connect(
+                settings.catalogue_url, settings.registration_url, settings.staff_token.get_secret_value()
+            ),
+            policy=SessionPolicy(
+                secure=settings.portal_url.startswith("https://"),
+                idle=timedelta(minutes=settings.console_idle_minutes),
+                absolute=timedelta(hours=settings.console_absolute_hours),
+            ),
+        )
+
+    async def pool(self) -> asyncpg.Pool:
+        return await self.db.pool()
+
+    async def close(self) -> None:
+        await self.api.close()
+        await self.db.close()
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+async def signed_in(request: Request) -> Account | None:
+    console = console_of(request)
+    session_id = console.policy.cookie_of(request)
+    if session_id is None:
+        return None
+    return await session_account(await console.pool(), session_id, console.policy)
+
+
+def to_sign_in(request: Request) -> Response:
+    return RedirectResponse(f"{SIGN_IN}?weiter={quote(request.url.path)}", status_code=303)
+
+
+def safe_next(value: str | None) -> str:
+    """Only a console path of this portal (no other host, no scheme) is a target after sign-in."""
+    if value and value.startswith("/verwaltung") and "//" not in value and "\\" not in value:
+        return value if value.isprintable() and len(value) < 300 else "/verwaltung"
+    return "/verwaltung"
+
+
+def render(request: Request, account: Account, name: str, status_code: int = 200, **context: Any) -> Response:
+    return portal_of(request).render(request, f"verwaltung/{name}", status_code, account=account, **context)
+
+
+def forbidden(request: Request) -> Response:
+    return portal_of(request).error_page(
+        request,
+        403,
+        "Keine Berechtigung",
+        "Dieses Angebot gehört zu einem anderen QTI-Knoten. Ihr Konto darf nur die Angebote des eigenen "
+        "Knotens sehen und bearbeiten.",
+    )
+
+
+def lead_only(request: Request) -> Response:
+    return portal_of(request).error_page(
+        request, 403, "Keine Berechtigung", "Diese Seite ist der Projektleitung vorbehalten."
+    )
+
+
+def not_found(request: Request) -> Response:
+    return portal_of(request).error_page(
+        request, 404, "Angebot nicht gefunden", "Dieses Angebot gibt es nicht (mehr)."
+    )
+
+
+async def managed_offering(request: Request, account: Account, offering_id: str) -> Answer | Response:
+    """The offering with its ETag if the account may manage it; a German 404 or 403 page otherwise."""
+    answer = await console_of(request).api.offering(offering_id)
+    if answer is None:
+        return not_found(request)
+    if not account.may_manage(answer.body.get("node_id")):
+        return forbidden(request)
+    return answer

@@ -29,7 +29,9 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('qti-migrations:portal'))")
-        await conn.execute("CREATE SCHEMA IF NOT EXISTS portal")
+        # A deployment may create the schema for a role without rights on the database (docs/portal.md).
+        if not await conn.fetchval("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'portal'"):
+            await conn.execute("CREATE SCHEMA portal")
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS portal.schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"

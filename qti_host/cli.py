@@ -55,6 +55,10 @@ app.add_typer(reporting_app, name="reporting")
 staff_app = typer.Typer(help="Staff accounts of the portal's console (/verwaltung).", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
 STAFF_MODULE = "frontends.portal.console.admin"
+# Local runs only (`qti run` with demo data, never QTI_ENV=production): the console's demo accounts.
+DEMO_LEAD = "leitung@qti.example"
+DEMO_NODE_STAFF = "soemmerda@qti.example"
+DEMO_STAFF_PASSWORD = "demo-verwaltung-nur-lokal"
 
 MAIL_SINK_HTTP_PORT = 8025
 DEMO_MODULE = "devtools.demo"
@@ -138,6 +142,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
     env.setdefault("QTI_SMTP_HOST", "127.0.0.1")
     env.setdefault("QTI_SMTP_PORT", "1025")
     env.setdefault("QTI_STAFF_TOKEN", settings.staff_token.get_secret_value())
+    # The portal's own schema `portal` lives in the run's database unless told otherwise.
+    env.setdefault("QTI_PORTAL_DATABASE_URL", settings.database_url)
     env.setdefault("QTI_LOG_JSON", "0")  # readable logs in a terminal; containers keep JSON
     # `qti run` loads the demo data itself once catalogue is ready (and reports the result).
     env["QTI_DEMO_DATA"] = "0"
@@ -189,7 +195,32 @@ async def _wait_ready(urls: dict[str, str], timeout: float) -> list[str]:
     return sorted(pending)
 
 
-def _banner(settings: Settings, services: list[str], mail_sink: bool) -> str:
+async def _demo_staff(settings: Settings) -> list[str]:
+    """The console's demo accounts (a project lead and the staff of the Sömmerda node); banner lines."""
+    if settings.env == "production" or not module_available(STAFF_MODULE):
+        return []
+    url = f"http://{_local_host(settings)}:{settings.catalogue_port}/nodes"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            nodes = (await client.get(url)).json().get("items", [])
+    except (httpx.HTTPError, ValueError):
+        return []
+    node = next((n for n in nodes if n.get("town") == "Sömmerda"), nodes[0] if nodes else None)
+    accounts = [(DEMO_LEAD, None), *([(DEMO_NODE_STAFF, str(node["node_id"]))] if node else [])]
+    lines = []
+    for email, node_id in accounts:
+        argv = [sys.executable, "-m", STAFF_MODULE, "add", email, *(["--node", node_id] if node_id else [])]
+        done = await asyncio.to_thread(
+            subprocess.run, argv, input=DEMO_STAFF_PASSWORD + "\n", text=True, capture_output=True,
+            env=_child_env(settings), check=False,
+        )  # fmt: skip
+        if done.returncode == 0:
+            role = "Projektleitung" if node_id is None else f"Knoten {node['name'] if node else ''}"
+            lines.append(f"  {'':<13} {email} / {DEMO_STAFF_PASSWORD} ({role}, demo only)")
+    return lines
+
+
+def _banner(settings: Settings, services: list[str], mail_sink: bool, staff: list[str] | None = None) -> str:
     host = _local_host(settings)
     lines = ["", "qti-net is ready:"]
     for service in services:
@@ -198,6 +229,8 @@ def _banner(settings: Settings, services: list[str], mail_sink: bool) -> str:
     if "reporting" in services:
         lines.append(f"  {'dashboard':<13} http://{host}:{settings.reporting_port}/dashboard")
     lines.append(f"  {'portal':<13} {settings.portal_url}/")
+    lines.append(f"  {'console':<13} {settings.portal_url}/verwaltung")
+    lines += staff or []
     if mail_sink:
         port = os.environ.get("QTI_MAIL_SINK_HTTP_PORT", str(MAIL_SINK_HTTP_PORT))
         lines.append(f"  {'mail sink':<13} http://127.0.0.1:{port}/")
@@ -229,7 +262,8 @@ async def _startup(
             )
             code = await supervisor.wait_oneshot("demo-data")
             supervisor.say("demo data loaded" if code == 0 else f"loading demo data failed (exit {code})")
-    supervisor.say(_banner(settings, services, mail_sink))
+    staff = await _demo_staff(settings) if demo and "catalogue" not in not_ready else []
+    supervisor.say(_banner(settings, services, mail_sink, staff))
 
 
 async def run_local(settings: Settings) -> int:

@@ -132,6 +132,11 @@ async def test_make_run_serves_a_registration_end_to_end_and_stops_on_ctrl_c(
         mails = await poll(mail)
         assert mails[0]["has_calendar"], mails
 
+        async def banner() -> bool:  # the console's demo accounts, in this run's database
+            return "leitung@qti.example / demo-verwaltung-nur-lokal" in (tmp_path / "run.log").read_text()
+
+        assert await poll(banner)
+
     os.killpg(process.pid, signal.SIGINT)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30

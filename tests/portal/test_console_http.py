@@ -3,7 +3,10 @@ another node's offerings), manual promotion, the sign-in sheet PDF, the audit lo
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
+import html
 import io
 import re
 import uuid
@@ -15,6 +18,7 @@ from portal.portal_kit import PortalSystem
 from pypdf import PdfReader
 
 from devtools.demo_data import node_id_for
+from support import eventually
 
 GENERIC = "E-Mail-Adresse oder Passwort stimmen nicht"
 
@@ -163,6 +167,52 @@ async def test_promotion_sheet_and_audit(portal_system: PortalSystem, node_staff
     for action in ("Angebot angelegt", "Angebot veröffentlicht", "Von der Warteliste nachgerückt"):
         assert action in log
     assert email in log and second in log and "Öztürk" not in log  # ids, never names
+
+
+async def test_edit_copy_and_cancel_with_reason(
+    portal_system: PortalSystem, node_browser: ConsoleClient, node_staff: tuple[str, str]
+) -> None:
+    node_id = node_staff[0]
+    created = await node_browser.post("/verwaltung/angebote/neu", offering_form(node_id, "Erster Titel"))
+    base = created.headers["location"].split("?")[0]
+    form_page = await node_browser.page(f"{base}/bearbeiten")
+    etag = re.search(r'name="etag" value="([^"]+)"', form_page.text)
+    session_id = re.search(r'name="termin_0_id" value="([0-9a-f-]{36})"', form_page.text)
+    assert etag and session_id
+    edit = {**offering_form(node_id, "Zweiter Titel", kapazitaet="3"), "etag": html.unescape(etag.group(1)),
+            "termin_0_id": session_id.group(1)}  # fmt: skip
+    assert (await node_browser.post(f"{base}/bearbeiten", edit)).status_code == 303
+    page = (await node_browser.page(base)).text
+    assert "Zweiter Titel" in page and "0 / 3" in page and session_id.group(1) in page  # the session kept
+    stale = await node_browser.post(f"{base}/bearbeiten", {**edit, "titel": "Dritter Titel"})  # old ETag
+    assert stale.status_code == 409 and "inzwischen geändert" in stale.text
+
+    copy = await node_browser.page(f"/verwaltung/angebote/neu?vorlage={base.rsplit('/', 1)[-1]}")
+    assert copy.status_code == 200 and 'value="Zweiter Titel"' in copy.text
+    assert 'name="termin_0_ort" type="text" value="Schulungsraum 1"' in copy.text
+    assert 'id="termin_0_datum" name="termin_0_datum" type="date" value=""' in copy.text  # new dates
+
+    assert (await node_browser.post(f"{base}/veroeffentlichen")).status_code == 303
+    person = await register_directly(portal_system, base.rsplit("/", 1)[-1], "Carla", "Abgesagt")
+    no_reason = await node_browser.post(f"{base}/absagen", {"grund": "  "})
+    assert no_reason.status_code == 422 and "Grund für die Absage" in no_reason.text
+    reason = "Die Referentin ist erkrankt; ein neuer Termin folgt."
+    assert (await node_browser.post(f"{base}/absagen", {"grund": reason})).status_code == 303
+    assert "abgesagt (Die Referentin ist erkrankt" in (await node_browser.page(base)).text
+
+    async def cancellation_mail() -> str | None:
+        for mail in await portal_system.mails():
+            if "carla." not in str(mail["to"]):
+                continue
+            raw = await portal_system.mail_text(mail["name"])
+            body = email.message_from_string(raw, policy=email.policy.default).get_body(("plain",))
+            text = body.get_content() if body is not None else ""
+            if "Die Referentin ist erkrankt" in text:
+                return str(text)
+        return None
+
+    assert await eventually(cancellation_mail, timeout=60)
+    assert person
 
 
 @pytest.mark.parametrize(

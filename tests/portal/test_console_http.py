@@ -90,6 +90,31 @@ async def test_sign_in_lockout_and_sign_out(portal_system: PortalSystem) -> None
     assert (await browser.page("/verwaltung")).status_code == 303
 
 
+@pytest.mark.parametrize(
+    ("column", "age"), [("last_seen_at", "31 minutes"), ("created_at", "8 hours 1 minute")]
+)
+async def test_sessions_end_after_idle_and_absolute_timeouts(
+    portal_system: PortalSystem, column: str, age: str
+) -> None:
+    email = f"zeit-{uuid.uuid4().hex[:6]}@qti.example"
+    await add_staff(portal_system, email, None)
+    browser = console_client(portal_system)
+    assert (await browser.sign_in(email)).status_code == 303
+    assert (await browser.page("/verwaltung")).status_code == 200
+    conn = await asyncpg.connect(portal_system.system.database_url)
+    try:
+        await conn.execute(
+            f"UPDATE portal.staff_sessions s SET {column} = now() - interval '{age}'"
+            " FROM portal.staff_accounts a WHERE a.account_id = s.account_id AND a.email = $1",
+            email,
+        )
+    finally:
+        await conn.close()
+    expired = await browser.page("/verwaltung/protokoll")
+    assert expired.status_code == 303
+    assert expired.headers["location"] == "/verwaltung/anmelden?weiter=/verwaltung/protokoll"
+
+
 async def test_node_staff_cannot_touch_another_nodes_offerings(
     portal_system: PortalSystem, node_staff: tuple[str, str]
 ) -> None:

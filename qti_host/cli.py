@@ -8,8 +8,7 @@
     qti reporting rebuild                    rebuild reporting's projections from its event store
     qti forget-person <email>                every service forgets a person (reporting keeps aggregates)
     qti procfile                             print the processes of `qti run` as a Procfile
-    qti staff add EMAIL --node ID|--all      a staff account of the portal's console (asks for a password)
-    qti staff list | remove EMAIL            the console's staff accounts
+    qti staff add|list|disable|reset-password  staff accounts of the console (qti_host/staff.py)
 
 Configuration comes from the `QTI_*` environment variables (qti_runtime.settings.Settings). What it
 knows of the services it reads from their definitions (`qti_host.services`); the mail sink and the demo
@@ -36,6 +35,7 @@ from qti_contracts.topology import SERVICES
 from qti_host import ops as host_ops
 from qti_host.procfile import ProcessSpec, Supervisor, procfile_text
 from qti_host.services import definitions, module_available, runnable_module
+from qti_host.staff import staff_app
 from qti_runtime import ops
 from qti_runtime.settings import Settings
 
@@ -52,13 +52,7 @@ dead_letters_app = typer.Typer(help="Inspect and replay a service's dead-letter 
 reporting_app = typer.Typer(help="Reporting maintenance.", no_args_is_help=True)
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(reporting_app, name="reporting")
-staff_app = typer.Typer(help="Staff accounts of the portal's console (/verwaltung).", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
-STAFF_MODULE = "frontends.portal.console.admin"
-# Local runs only (`qti run` with demo data, never QTI_ENV=production): the console's demo accounts.
-DEMO_LEAD = "leitung@qti.example"
-DEMO_NODE_STAFF = "soemmerda@qti.example"
-DEMO_STAFF_PASSWORD = "demo-verwaltung-nur-lokal"
 
 MAIL_SINK_HTTP_PORT = 8025
 DEMO_MODULE = "devtools.demo"
@@ -142,8 +136,6 @@ def _child_env(settings: Settings) -> dict[str, str]:
     env.setdefault("QTI_SMTP_HOST", "127.0.0.1")
     env.setdefault("QTI_SMTP_PORT", "1025")
     env.setdefault("QTI_STAFF_TOKEN", settings.staff_token.get_secret_value())
-    # The portal's own schema `portal` lives in the run's database unless told otherwise.
-    env.setdefault("QTI_PORTAL_DATABASE_URL", settings.database_url)
     env.setdefault("QTI_LOG_JSON", "0")  # readable logs in a terminal; containers keep JSON
     # `qti run` loads the demo data itself once catalogue is ready (and reports the result).
     env["QTI_DEMO_DATA"] = "0"
@@ -195,32 +187,7 @@ async def _wait_ready(urls: dict[str, str], timeout: float) -> list[str]:
     return sorted(pending)
 
 
-async def _demo_staff(settings: Settings) -> list[str]:
-    """The console's demo accounts (a project lead and the staff of the Sömmerda node); banner lines."""
-    if settings.env == "production" or not module_available(STAFF_MODULE):
-        return []
-    url = f"http://{_local_host(settings)}:{settings.catalogue_port}/nodes"
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            nodes = (await client.get(url)).json().get("items", [])
-    except (httpx.HTTPError, ValueError):
-        return []
-    node = next((n for n in nodes if n.get("town") == "Sömmerda"), nodes[0] if nodes else None)
-    accounts = [(DEMO_LEAD, None), *([(DEMO_NODE_STAFF, str(node["node_id"]))] if node else [])]
-    lines = []
-    for email, node_id in accounts:
-        argv = [sys.executable, "-m", STAFF_MODULE, "add", email, *(["--node", node_id] if node_id else [])]
-        done = await asyncio.to_thread(
-            subprocess.run, argv, input=DEMO_STAFF_PASSWORD + "\n", text=True, capture_output=True,
-            env=_child_env(settings), check=False,
-        )  # fmt: skip
-        if done.returncode == 0:
-            role = "Projektleitung" if node_id is None else f"Knoten {node['name'] if node else ''}"
-            lines.append(f"  {'':<13} {email} / {DEMO_STAFF_PASSWORD} ({role}, demo only)")
-    return lines
-
-
-def _banner(settings: Settings, services: list[str], mail_sink: bool, staff: list[str] | None = None) -> str:
+def _banner(settings: Settings, services: list[str], mail_sink: bool, *, demo: bool = False) -> str:
     host = _local_host(settings)
     lines = ["", "qti-net is ready:"]
     for service in services:
@@ -229,8 +196,9 @@ def _banner(settings: Settings, services: list[str], mail_sink: bool, staff: lis
     if "reporting" in services:
         lines.append(f"  {'dashboard':<13} http://{host}:{settings.reporting_port}/dashboard")
     lines.append(f"  {'portal':<13} {settings.portal_url}/")
-    lines.append(f"  {'console':<13} {settings.portal_url}/verwaltung")
-    lines += staff or []
+    if demo and settings.env != "production":  # devtools.demo prints the demo accounts' passwords above
+        accounts = "leitung@qti-demo.de, gotha@qti-demo.de (passwords: demo-data above)"
+        lines.append(f"  {'console':<13} {settings.portal_url}/verwaltung  demo: {accounts}")
     if mail_sink:
         port = os.environ.get("QTI_MAIL_SINK_HTTP_PORT", str(MAIL_SINK_HTTP_PORT))
         lines.append(f"  {'mail sink':<13} http://127.0.0.1:{port}/")
@@ -262,8 +230,7 @@ async def _startup(
             )
             code = await supervisor.wait_oneshot("demo-data")
             supervisor.say("demo data loaded" if code == 0 else f"loading demo data failed (exit {code})")
-    staff = await _demo_staff(settings) if demo and "catalogue" not in not_ready else []
-    supervisor.say(_banner(settings, services, mail_sink, staff))
+    supervisor.say(_banner(settings, services, mail_sink, demo=demo))
 
 
 async def run_local(settings: Settings) -> int:
@@ -493,49 +460,6 @@ def forget_person(
         typer.echo(f"{queue}  " + ("no such queue" if removed is None else f"{removed} message(s) removed"))
     if all(count is None for count in results.values()):
         raise _fail("no service has a privacy hook installed")
-
-
-def _staff(args: list[str], password: str = "") -> None:
-    """The portal's own module does the work (qti_host imports no frontend): password on stdin."""
-    if not module_available(STAFF_MODULE):
-        raise _fail(f"{STAFF_MODULE} is not installed")
-    done = subprocess.run(
-        [sys.executable, "-m", STAFF_MODULE, *args], input=password + "\n", text=True, check=False
-    )
-    raise typer.Exit(done.returncode)
-
-
-@staff_app.command("add")
-def staff_add(
-    email: Annotated[str, typer.Argument(help="E-mail address: the account's sign-in name.")],
-    node: Annotated[str | None, typer.Option("--node", help="Node id: staff of this node only.")] = None,
-    all_nodes: Annotated[
-        bool, typer.Option("--all", help="Project lead: every node, the audit log.")
-    ] = False,
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
-    ] = False,
-) -> None:
-    """Create a console account (or set a new password and role); the password is stored as argon2id."""
-    if (node is None) == (not all_nodes) or (node is not None and all_nodes):
-        raise _fail("give exactly one of --node NODE_ID or --all")
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    _staff(["add", email, *(["--node", node] if node else [])], password)
-
-
-@staff_app.command("list")
-def staff_list() -> None:
-    """The console's accounts: e-mail, role, node."""
-    _staff(["list"])
-
-
-@staff_app.command("remove")
-def staff_remove(email: Annotated[str, typer.Argument(help="E-mail address of the account.")]) -> None:
-    """Remove a console account (its sessions end)."""
-    _staff(["remove", email])
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from services.catalogue.api import install_german_validation, public_router, sta
 from services.catalogue.consumers import SERVICE, subscriptions
 from services.catalogue.migrations_path import MIGRATIONS
 from services.catalogue.service import CatalogueService
+from services.catalogue.staff_api import staff_directory_router
 
 
 class CatalogueSettings(Settings):
@@ -23,6 +24,7 @@ def routers(service: CatalogueService, settings: Settings) -> list[APIRouter]:
         public_router(service.db),
         staff_router(service.db, settings),
         staff_read_router(service.db, settings),
+        staff_directory_router(service.db, settings),
     ]
 
 

@@ -86,6 +86,8 @@ def registration_view(row: store.RegistrationRow, position: int | None) -> dict[
         "company": row.company,
         "cancel_cause": row.cancel_cause,
         "completion": row.completion,
+        # Consent is shown by the notice's version and the registration's time (DSGVO Art. 7(1)).
+        "privacy_notice_version": row.privacy_notice_version,
         "promoted_by": row.promoted_by,
         "promoted_at": row.promoted_at.isoformat() if row.promoted_at else None,
         "created_at": row.created_at.isoformat(),

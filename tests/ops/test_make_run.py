@@ -132,8 +132,9 @@ async def test_make_run_serves_a_registration_end_to_end_and_stops_on_ctrl_c(
         mails = await poll(mail)
         assert mails[0]["has_calendar"], mails
 
-        async def banner() -> bool:  # the console's demo accounts, in this run's database
-            return "leitung@qti.example / demo-verwaltung-nur-lokal" in (tmp_path / "run.log").read_text()
+        async def banner() -> bool:  # development: the demo staff accounts, their passwords, the console
+            text = (tmp_path / "run.log").read_text("utf-8", errors="replace")
+            return "leitung@qti-demo.de / leitung-demo-2027" in text and "/verwaltung" in text
 
         assert await poll(banner)
 

@@ -23,7 +23,7 @@ CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 
 
 async def add_staff(portal: PortalSystem, email: str, node_id: str | None = None) -> None:
-    """`qti staff add EMAIL --node ID|--all --password-stdin`, as an operator runs it."""
+    """The console's account module, password on stdin."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "contracts")]),
@@ -32,7 +32,7 @@ async def add_staff(portal: PortalSystem, email: str, node_id: str | None = None
     scope = ["--node", node_id] if node_id else ["--all"]
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "qti_host.cli", "staff", "add", email, *scope, "--password-stdin"],
+        [sys.executable, "-m", "frontends.portal.console.admin", "add", email, *scope[:2 if node_id else 0]],
         input=PASSWORD + "\n", text=True, capture_output=True, env=env, cwd=ROOT, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

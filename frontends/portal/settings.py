@@ -1,8 +1,7 @@
 """Configuration of the portal from `QTI_*` variables.
 
-Deliberately not `qti_runtime.settings.Settings`: the portal reaches the services only through the
-public contract, its broker URL is the `frontend` user's, and its only database is its own schema
-`portal` (staff accounts, console sessions, audit log: `QTI_PORTAL_DATABASE_URL`).
+Deliberately not `qti_runtime.settings.Settings`: the portal has no database URL (it reaches only the
+public contract), and its broker URL is the `frontend` user's.
 """
 
 from __future__ import annotations
@@ -48,8 +47,8 @@ class PortalSettings(BaseSettings):
     # How long the outcome page waits for a decision before it shows "wird bearbeitet".
     portal_outcome_wait_seconds: float = Field(default=4.0, ge=0, le=20)
     log_level: str = "INFO"
-    # The staff console (/verwaltung): the portal's own schema `portal`, the services' staff token.
-    portal_database_url: str = "postgresql://root@127.0.0.1:5432/qti"
+    # The staff console (/verwaltung): the services' staff token (accounts are the catalogue's staff
+    # directory; console sessions live in Redis).
     staff_token: SecretStr = SecretStr(DEV_STAFF_TOKEN)
     console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
     console_absolute_hours: int = Field(default=8, ge=1, le=24)

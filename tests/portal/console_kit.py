@@ -22,20 +22,26 @@ PASSWORD = "ein-langes-Passwort-für-Tests"
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 
 
-async def add_staff(portal: PortalSystem, email: str, node_id: str | None = None) -> None:
-    """The console's account module, password on stdin."""
+async def qti_staff(portal: PortalSystem, *args: str, password: str = PASSWORD) -> str:
+    """`qti staff …` as an operator runs it, on this system's catalogue database; its output."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "contracts")]),
-        "QTI_PORTAL_DATABASE_URL": portal.system.database_url,
+        "QTI_DATABASE_URL": portal.system.database_url,
     }
-    scope = ["--node", node_id] if node_id else ["--all"]
     done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "frontends.portal.console.admin", "add", email, *scope[:2 if node_id else 0]],
-        input=PASSWORD + "\n", text=True, capture_output=True, env=env, cwd=ROOT, timeout=60,
+        subprocess.run, [sys.executable, "-m", "qti_host.cli", "staff", *args],
+        input=password + "\n", text=True, capture_output=True, env=env, cwd=ROOT, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def add_staff(portal: PortalSystem, email: str, node_id: str | None = None) -> None:
+    """`qti staff add EMAIL --node ID|--all --password-stdin`."""
+    await qti_staff(
+        portal, "add", email, *(["--node", node_id] if node_id else ["--all"]), "--password-stdin"
+    )
 
 
 async def open_node(portal: PortalSystem, town: str) -> str:

@@ -150,8 +150,6 @@ async def start_portal_system(
             "QTI_PORTAL_URL": url,
             "QTI_REDIS_PREFIX": f"qti-portal-test-{uuid.uuid4().hex[:8]}",
             "QTI_LOG_LEVEL": "WARNING",
-            # The console's own schema `portal`, in this test's database.
-            "QTI_PORTAL_DATABASE_URL": database_url,
             **(portal_env or {}),
         }
         env.pop("QTI_DATABASE_URL", None)

@@ -1,54 +1,37 @@
-"""The audit log: every staff action of the console, with who, when and what (ids, never names)."""
+"""The audit log: every staff action of the console goes to the staff directory (`POST /staff/audit`:
+actor, action, offering, a short subject such as a registration id, a small flat detail; never names).
+The project lead reads it at /verwaltung/protokoll (`GET /staff/audit`)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import asyncpg
-
 from frontends.portal.console.accounts import Account
+from frontends.portal.console.staff_api import StaffApi
+from frontends.portal.views import moment
+from qti_runtime.logging import get_logger
 
-ACTION_LABELS = {
-    "offering.created": "Angebot angelegt",
-    "offering.edited": "Angebot geändert",
-    "offering.published": "Angebot veröffentlicht",
-    "offering.cancelled": "Angebot abgesagt",
-    "offering.completed": "Angebot abgeschlossen",
-    "attendance.recorded": "Anwesenheit erfasst",
-    "registration.promoted": "Von der Warteliste nachgerückt",
-}
+log = get_logger(__name__)
 
 
 async def record(
-    pool: asyncpg.Pool,
+    api: StaffApi,
     actor: Account,
     action: str,
     offering_id: str | None,
     subject: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    assert action in ACTION_LABELS, action
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO portal.audit_log (actor, action, offering_id, subject, detail)"
-            " VALUES ($1, $2, $3, $4, $5::jsonb)",
-            actor.email,
-            action,
-            offering_id,
-            subject,
-            json.dumps(detail or {}, ensure_ascii=False),
-        )
+    """Record the action; a refusal is logged (ids only) — the action itself has already happened."""
+    body: dict[str, Any] = {"actor_account_id": actor.account_id, "action": action}
+    body.update(
+        {k: v for k, v in (("offering_id", offering_id), ("subject", subject), ("detail", detail)) if v}
+    )
+    answer = await api.record_audit(body)
+    if not answer.ok:
+        log.error("audit.refused", action=action, offering_id=offering_id, status=answer.status)
 
 
-async def entries(pool: asyncpg.Pool, limit: int = 500) -> list[dict[str, Any]]:
-    async with pool.acquire() as conn:
-        records = await conn.fetch(
-            "SELECT at, actor, action, offering_id, subject, detail FROM portal.audit_log"
-            " ORDER BY at DESC, audit_id DESC LIMIT $1",
-            limit,
-        )
-    return [
-        {**dict(r), "detail": json.loads(r["detail"]), "label": ACTION_LABELS.get(r["action"], r["action"])}
-        for r in records
-    ]
+async def entries(api: StaffApi, limit: int = 200) -> list[dict[str, Any]]:
+    found = await api.audit_log(limit)
+    return [{**e, "at_local": moment(e["at"]).strftime("%d.%m.%Y %H:%M:%S")} for e in found]

@@ -6,16 +6,15 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from frontends.portal.console import audit
-from frontends.portal.console.accounts import authenticate
+from frontends.portal.console.accounts import account_of
 from frontends.portal.console.core import console_of, lead_only, render, safe_next, signed_in, to_sign_in
-from frontends.portal.console.sessions import end_session, start_session
 from frontends.portal.context import portal_of, submitted_form
 from frontends.portal.register import refused
 
 router = APIRouter()
 FAILED = (
-    "E-Mail-Adresse oder Passwort stimmen nicht, oder das Konto ist nach mehreren Fehlversuchen für "
-    "15 Minuten gesperrt."
+    "E-Mail-Adresse oder Passwort stimmen nicht, oder das Konto ist gesperrt. Nach fünf Fehlversuchen "
+    "innerhalb von 15 Minuten wird ein Konto für 15 Minuten gesperrt."
 )
 
 
@@ -45,14 +44,14 @@ async def sign_in(request: Request) -> Response:
     if not password:
         errors["passwort"] = "Bitte geben Sie Ihr Passwort ein."
     console = console_of(request)
-    account = await authenticate(await console.pool(), email, password) if not errors else None
+    account = account_of(await console.api.sign_in(email, password)) if not errors else None
     if account is None:
         errors = errors or {"email": FAILED}
         summary = [(name, text) for name, text in errors.items()]
         return sign_in_page(
             request, 422, errors=errors, summary=summary, values={"email": email}, weiter=form.get("weiter")
         )
-    session_id = await start_session(await console.pool(), account, console.policy)
+    session_id = await console.sessions.start(account.account_id)
     response = RedirectResponse(safe_next(form.get("weiter")), status_code=303)
     console.policy.set_cookie(response, session_id)
     return response
@@ -67,7 +66,7 @@ async def sign_out(request: Request) -> Response:
     console = console_of(request)
     session_id = console.policy.cookie_of(request)
     if session_id is not None:
-        await end_session(await console.pool(), session_id)
+        await console.sessions.end(session_id)
     response = RedirectResponse("/verwaltung/anmelden?abgemeldet=1", status_code=303)
     console.policy.clear_cookie(response)
     return response
@@ -80,5 +79,5 @@ async def audit_log(request: Request) -> Response:
         return to_sign_in(request)
     if not account.is_lead:
         return lead_only(request)
-    found = await audit.entries(await console_of(request).pool())
+    found = await audit.entries(console_of(request).api)
     return render(request, account, "protokoll.html", entries=found)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-import asyncpg
 from fastapi import Request
+from redis.asyncio import Redis
 from starlette.responses import RedirectResponse, Response
 
-from frontends.portal.console.accounts import Account
-from frontends.portal.console.db import ConsoleDatabase
-from frontends.portal.console.sessions import SessionPolicy, session_account
+from frontends.portal.console.accounts import Account, account_of
+from frontends.portal.console.sessions import SessionPolicy, SessionStore
 from frontends.portal.console.staff_api import Answer, StaffApi
 from frontends.portal.context import portal_of
 from frontends.portal.settings import PortalSettings
@@ -23,30 +21,28 @@ SIGN_IN = "/verwaltung/anmelden"
 
 @dataclass
 class Console:
-    db: ConsoleDatabase
     api: StaffApi
-    policy: SessionPolicy
+    sessions: SessionStore
+
+    @property
+    def policy(self) -> SessionPolicy:
+        return self.sessions.policy
 
     @classmethod
-    def of_settings(cls, settings: PortalSettings) -> Console:
-        return cls(
-            db=ConsoleDatabase(settings.portal_database_url),
-            api=StaffApi.connect(
-                settings.catalogue_url, settings.registration_url, settings.staff_token.get_secret_value()
-            ),
-            policy=SessionPolicy(
-                secure=settings.portal_url.startswith("https://"),
-                idle=timedelta(minutes=settings.console_idle_minutes),
-                absolute=timedelta(hours=settings.console_absolute_hours),
-            ),
+    def of_settings(cls, settings: PortalSettings, redis: Redis) -> Console:
+        policy = SessionPolicy(
+            secure=settings.portal_url.startswith("https://"),
+            idle_seconds=settings.console_idle_minutes * 60,
+            absolute_seconds=settings.console_absolute_hours * 3600,
         )
-
-    async def pool(self) -> asyncpg.Pool:
-        return await self.db.pool()
+        token = settings.staff_token.get_secret_value()
+        return cls(
+            api=StaffApi.connect(settings.catalogue_url, settings.registration_url, token),
+            sessions=SessionStore(redis, settings.redis_prefix, policy),
+        )
 
     async def close(self) -> None:
         await self.api.close()
-        await self.db.close()
 
 
 def console_of(request: Request) -> Console:
@@ -55,11 +51,13 @@ def console_of(request: Request) -> Console:
 
 
 async def signed_in(request: Request) -> Account | None:
+    """The signed-in account, read again from the staff directory (a disabled account is out at once)."""
     console = console_of(request)
     session_id = console.policy.cookie_of(request)
-    if session_id is None:
+    account_id = await console.sessions.account_id(session_id) if session_id else None
+    if account_id is None:
         return None
-    return await session_account(await console.pool(), session_id, console.policy)
+    return account_of(await console.api.account(account_id))
 
 
 def to_sign_in(request: Request) -> Response:

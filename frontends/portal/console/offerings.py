@@ -105,8 +105,8 @@ async def create_offering(request: Request) -> Response:
         errors = service_errors(answer.field_errors, answer.detail)
         return await form_page(request, account, result.values, 422, errors=errors, **page)
     offering_id = str(answer.body["offering_id"])
-    await audit.record(await console_of(request).pool(), account, "offering.created", offering_id,
-                       detail={"title": result.body["title"], "node_id": result.body["node_id"]})  # fmt: skip
+    await audit.record(console_of(request).api, account, "offering.created", offering_id,
+                       detail={"title": result.body["title"][:200]})  # fmt: skip
     return RedirectResponse(f"/verwaltung/angebote/{offering_id}?meldung=angelegt", status_code=303)
 
 
@@ -174,7 +174,7 @@ async def edit_offering(request: Request, offering_id: str) -> Response:
     if not answer.ok:
         errors = service_errors(answer.field_errors, answer.detail)
         return await form_page(request, account, result.values, 422, errors=errors, **page)
-    await audit.record(await console_of(request).pool(), account, "offering.edited", offering_id)
+    await audit.record(console_of(request).api, account, "offering.edited", offering_id)
     return RedirectResponse(f"/verwaltung/angebote/{offering_id}?meldung=gespeichert", status_code=303)
 
 
@@ -204,8 +204,8 @@ async def _act(request: Request, offering_id: str, action: str, reason: str | No
     if not answer.ok:
         problem = "; ".join(e["message"] for e in answer.field_errors if "message" in e) or answer.detail
         return await detail(request, account, found, 409, problem or "Das war nicht möglich.")
-    detail_of = {"reason": reason} if reason else {}
-    await audit.record(await console_of(request).pool(), account, audit_action, offering_id, detail=detail_of)
+    detail_of = {"reason": reason[:200]} if reason else {}
+    await audit.record(console_of(request).api, account, audit_action, offering_id, detail=detail_of)
     return RedirectResponse(f"/verwaltung/angebote/{offering_id}?meldung={notice}", status_code=303)
 
 

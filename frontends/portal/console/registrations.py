@@ -56,7 +56,7 @@ async def promote(request: Request, offering_id: str, registration_id: str) -> R
     answer = await console_of(request).api.promote(offering_id, registration_id, account.email, over)
     if not answer.ok:
         return await detail(request, account, offering, 409, answer.detail or "Das war nicht möglich.")
-    await audit.record(await console_of(request).pool(), account, "registration.promoted", offering_id,
+    await audit.record(console_of(request).api, account, "registration.promoted", offering_id,
                        registration_id, {"over_capacity": over})  # fmt: skip
     return RedirectResponse(f"/verwaltung/angebote/{offering_id}?meldung=nachgerueckt", status_code=303)
 
@@ -108,10 +108,13 @@ async def record_attendance(request: Request, offering_id: str, session_id: str)
     if not answer.ok:
         return await _attendance_page(request, account, offering.body, session, status_code=409,
                                       problem=answer.detail or "Das war nicht möglich.")  # fmt: skip
-    present = sorted(rid for rid, here in records.items() if here)
-    detail_of = {"present": present, "absent": sorted(set(records) - set(present)),
-                 "changed": answer.body.get("changed")}  # fmt: skip
-    await audit.record(await console_of(request).pool(), account, "attendance.recorded", offering_id,
+    present = sum(records.values())
+    detail_of = {
+        "present": present,
+        "absent": len(records) - present,
+        "changed": answer.body.get("changed", 0),
+    }
+    await audit.record(console_of(request).api, account, "attendance.recorded", offering_id,
                        session_id, detail_of)  # fmt: skip
     return RedirectResponse(f"/verwaltung/angebote/{offering_id}?meldung=anwesenheit", status_code=303)
 

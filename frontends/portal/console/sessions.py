@@ -1,23 +1,24 @@
-"""Console sessions: a random 256-bit id in a cookie, only its SHA-256 in the database.
+"""Console sessions: a random 256-bit id in a cookie; in Redis (shared by every portal replica) only its
+SHA-256, with the account id and the times of sign-in and of the last request.
 
 The cookie is `__Host-qti-staff` on https (Secure, Path=/, no Domain: bound to this host) and
 `qti-staff` on plain http (local runs); HttpOnly and SameSite=Strict in both. A session ends after
-`console_idle_minutes` without a request, after `console_absolute_hours` in any case, and at sign-out.
+`console_idle_minutes` without a request, after `console_absolute_hours` in any case, and at sign-out;
+the account itself is read again from the staff directory on every request (a disabled one is out).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
+import time
 from dataclasses import dataclass
-from datetime import timedelta
 from http.cookies import SimpleCookie
 
-import asyncpg
+from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import Response
-
-from frontends.portal.console.accounts import Account, account_of
 
 SECURE_COOKIE = "__Host-qti-staff"
 PLAIN_COOKIE = "qti-staff"
@@ -30,8 +31,8 @@ def session_hash(session_id: str) -> str:
 @dataclass(frozen=True)
 class SessionPolicy:
     secure: bool
-    idle: timedelta
-    absolute: timedelta
+    idle_seconds: int
+    absolute_seconds: int
 
     @property
     def cookie_name(self) -> str:
@@ -50,7 +51,7 @@ class SessionPolicy:
         morsel["path"] = "/"
         morsel["httponly"] = True
         morsel["samesite"] = "Strict"
-        morsel["max-age"] = int(self.absolute.total_seconds())
+        morsel["max-age"] = self.absolute_seconds
         if self.secure:
             morsel["secure"] = True
         response.headers.append("set-cookie", morsel.OutputString())
@@ -62,41 +63,41 @@ class SessionPolicy:
         )
 
 
-async def start_session(pool: asyncpg.Pool, account: Account, policy: SessionPolicy) -> str:
-    """A fresh session id for the account (never one the browser brought: no session fixation)."""
-    session_id = secrets.token_urlsafe(32)
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "DELETE FROM portal.staff_sessions WHERE last_seen_at < now() - $1::interval"
-            " OR created_at < now() - $2::interval",
-            policy.idle,
-            policy.absolute,
-        )
-        await conn.execute(
-            "INSERT INTO portal.staff_sessions (session_hash, account_id) VALUES ($1, $2)",
-            session_hash(session_id),
-            account.account_id,
-        )
-    return session_id
+@dataclass(frozen=True)
+class SessionStore:
+    redis: Redis
+    prefix: str
+    policy: SessionPolicy
 
+    def _key(self, session_id: str) -> str:
+        return f"{self.prefix}:staff-session:{session_hash(session_id)}"
 
-async def session_account(pool: asyncpg.Pool, session_id: str, policy: SessionPolicy) -> Account | None:
-    """The signed-in account, its session kept alive; None if unknown or timed out."""
-    async with pool.acquire() as conn:
-        record = await conn.fetchrow(
-            "UPDATE portal.staff_sessions s SET last_seen_at = now() FROM portal.staff_accounts a"
-            " WHERE s.session_hash = $1 AND a.account_id = s.account_id"
-            " AND s.last_seen_at >= now() - $2::interval AND s.created_at >= now() - $3::interval"
-            " RETURNING a.account_id, a.email, a.role, a.node_id",
-            session_hash(session_id),
-            policy.idle,
-            policy.absolute,
-        )
-    return account_of(record) if record else None
+    async def start(self, account_id: str) -> str:
+        """A fresh session id for the account (never one the browser brought: no session fixation)."""
+        session_id = secrets.token_urlsafe(32)
+        now = int(time.time())
+        value = json.dumps({"account_id": account_id, "created": now, "seen": now})
+        await self.redis.set(self._key(session_id), value, ex=self.policy.idle_seconds)
+        return session_id
 
+    async def account_id(self, session_id: str) -> str | None:
+        """The session's account, the session kept alive; None if unknown or timed out."""
+        key = self._key(session_id)
+        raw = await self.redis.get(key)
+        if raw is None:
+            return None
+        try:
+            found = json.loads(raw)
+            created, seen, account_id = int(found["created"]), int(found["seen"]), str(found["account_id"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        now = int(time.time())
+        if now - seen > self.policy.idle_seconds or now - created > self.policy.absolute_seconds:
+            await self.redis.delete(key)
+            return None
+        value = json.dumps({"account_id": account_id, "created": created, "seen": now})
+        await self.redis.set(key, value, ex=self.policy.idle_seconds)
+        return account_id
 
-async def end_session(pool: asyncpg.Pool, session_id: str) -> None:
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "DELETE FROM portal.staff_sessions WHERE session_hash = $1", session_hash(session_id)
-        )
+    async def end(self, session_id: str) -> None:
+        await self.redis.delete(self._key(session_id))

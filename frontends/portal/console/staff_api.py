@@ -52,12 +52,21 @@ class StaffApi:
         await self.catalogue.aclose()
         await self.registration.aclose()
 
-    async def _call(self, client: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> Answer:
+    async def _call(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        *,
+        expect: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> Answer:
         try:
             response = await client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise BackendUnavailable(f"{method} {path}: {type(exc).__name__}") from exc
-        if response.status_code >= 500 or response.status_code in (401, 403):
+        refused = response.status_code in (401, 403) and response.status_code not in expect
+        if response.status_code >= 500 or refused:
             # 401/403 from a service means the console's staff token is wrong: an operations problem.
             raise BackendUnavailable(f"{method} {path}: {response.status_code}")
         try:
@@ -65,6 +74,27 @@ class StaffApi:
         except ValueError:
             body = None
         return Answer(response.status_code, body, response.headers.get("etag"))
+
+    # Staff directory (catalogue) -------------------------------------------------------------------------
+
+    async def sign_in(self, email: str, password: str) -> dict[str, Any] | None:
+        """The account if the directory accepts the password; None for every refusal (401, 422)."""
+        body = {"email": email[:254], "password": password[:256]}
+        answer = await self._call(self.catalogue, "POST", "/staff/sign-in", json=body, expect=(401,))
+        return answer.body if answer.ok and isinstance(answer.body, dict) else None
+
+    async def account(self, account_id: str) -> dict[str, Any] | None:
+        if not ID_PATTERN.match(account_id):
+            return None
+        answer = await self._call(self.catalogue, "GET", f"/staff/accounts/{account_id}")
+        return answer.body if answer.ok and isinstance(answer.body, dict) else None
+
+    async def record_audit(self, body: dict[str, Any]) -> Answer:
+        return await self._call(self.catalogue, "POST", "/staff/audit", json=body, expect=(403,))
+
+    async def audit_log(self, limit: int) -> list[dict[str, Any]]:
+        answer = await self._call(self.catalogue, "GET", "/staff/audit", params={"limit": str(limit)})
+        return list(answer.body["items"]) if answer.ok else []
 
     # Catalogue -----------------------------------------------------------------------------------------
 

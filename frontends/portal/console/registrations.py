@@ -53,7 +53,7 @@ async def promote(request: Request, offering_id: str, registration_id: str) -> R
     over = form.get("ueber_kapazitaet") == "ja"
     if not ID.match(registration_id):
         return await detail(request, account, offering, 404, "Diese Anmeldung gibt es nicht.")
-    answer = await console_of(request).api.promote(offering_id, registration_id, account.email, over)
+    answer = await console_of(request).api.promote(offering_id, registration_id, account.account_id, over)
     if not answer.ok:
         return await detail(request, account, offering, 409, answer.detail or "Das war nicht möglich.")
     await audit.record(console_of(request).api, account, "registration.promoted", offering_id,

@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from frontends.portal import alerts, find, mine, register
 from frontends.portal.backend import Backend, BackendUnavailable
 from frontends.portal.commands import CommandBus, ReplyStore
+from frontends.portal.console.install import close_console, install_console
 from frontends.portal.context import Portal, portal_of, template_environment
 from frontends.portal.security import BrowserSafety, FormKeys, Ownership, RateLimiter
 from frontends.portal.settings import PortalSettings
@@ -124,11 +125,13 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             await portal.bus.close()
             await portal.backend.close()
             await portal.replies.redis.aclose()
+            await close_console(_app)
 
     app = FastAPI(title="QTI-Portal", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.portal = portal
     for router in (find.router, register.router, mine.router, alerts.router):
         app.include_router(router)
+    install_console(app, settings)
     install_info_pages(app)
     install_health(app)
     install_error_pages(app)

@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qti_runtime.client_address import trusted_networks
-from qti_runtime.settings import KNOWN_DEFAULT_SECRETS, MIN_SECRET_LENGTH
+from qti_runtime.settings import DEV_STAFF_TOKEN, KNOWN_DEFAULT_SECRETS, MIN_SECRET_LENGTH
 
 DEV_FORM_SECRET = "dev-portal-form-secret-not-for-production"
 
@@ -49,6 +49,11 @@ class PortalSettings(BaseSettings):
     # How long the outcome page waits for a decision before it shows "wird bearbeitet".
     portal_outcome_wait_seconds: float = Field(default=4.0, ge=0, le=20)
     log_level: str = "INFO"
+    # The staff console (/verwaltung): the services' staff token (accounts are the catalogue's staff
+    # directory; console sessions live in Redis).
+    staff_token: SecretStr = SecretStr(DEV_STAFF_TOKEN)
+    console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    console_absolute_hours: int = Field(default=8, ge=1, le=24)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -71,6 +76,9 @@ class PortalSettings(BaseSettings):
         secret = self.portal_form_secret.get_secret_value()
         if secret in KNOWN_DEFAULT_SECRETS | {DEV_FORM_SECRET} or len(secret) < MIN_SECRET_LENGTH:
             problems.append("QTI_PORTAL_FORM_SECRET fehlt oder ist zu kurz / is missing or too short")
+        token = self.staff_token.get_secret_value()
+        if token in KNOWN_DEFAULT_SECRETS | {DEV_STAFF_TOKEN} or len(token) < MIN_SECRET_LENGTH:
+            problems.append("QTI_STAFF_TOKEN fehlt oder ist zu kurz / is missing or too short")
         if unquote(urlsplit(self.amqp_url).username or "guest") == "guest":
             problems.append("QTI_AMQP_URL nutzt guest / uses guest (use the broker user `frontend`)")
         return problems

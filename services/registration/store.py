@@ -182,6 +182,8 @@ class RegistrationRow:
     cancel_cause: str | None
     completion: dict[str, Any] | None
     privacy_notice_version: str | None = None
+    promoted_by: str | None = None
+    promoted_at: datetime | None = None
 
 
 def _registration(record: asyncpg.Record) -> RegistrationRow:
@@ -200,6 +202,8 @@ def _registration(record: asyncpg.Record) -> RegistrationRow:
         cancel_cause=record["cancel_cause"],
         completion=json.loads(completion) if completion else None,
         privacy_notice_version=record.get("privacy_notice_version"),
+        promoted_by=record.get("promoted_by"),
+        promoted_at=record.get("promoted_at"),
     )
 
 
@@ -513,3 +517,25 @@ async def registrations_of_offering(conn: asyncpg.Connection, offering_id: str) 
         "SELECT * FROM registrations WHERE offering_id = $1 ORDER BY waitlist_seq", offering_id
     )
     return [_registration(r) for r in records]
+
+
+async def attendance_of_offering(conn: asyncpg.Connection, offering_id: str) -> dict[str, dict[str, bool]]:
+    """Per registration of the offering: session id -> attended, as recorded so far."""
+    records = await conn.fetch(
+        "SELECT a.registration_id, a.session_id, a.attended FROM attendance a"
+        " JOIN registrations r USING (registration_id) WHERE r.offering_id = $1",
+        offering_id,
+    )
+    found: dict[str, dict[str, bool]] = {}
+    for r in records:
+        found.setdefault(r["registration_id"], {})[r["session_id"]] = r["attended"]
+    return found
+
+
+async def set_promoted(conn: asyncpg.Connection, registration_id: str, actor: str, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE registrations SET promoted_by = $2, promoted_at = $3 WHERE registration_id = $1",
+        registration_id,
+        actor,
+        now,
+    )

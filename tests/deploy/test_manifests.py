@@ -153,6 +153,7 @@ def test_the_portal_is_a_client_with_the_frontend_broker_user_and_no_database() 
     assert refs["QTI_AMQP_URL"] == "frontend-amqp-url"
     assert urlsplit(secret["frontend-amqp-url"]).username == "frontend"
     assert refs["QTI_PORTAL_FORM_SECRET"] == "portal-form-secret" and "QTI_REDIS_URL" in refs
+    assert refs["QTI_STAFF_TOKEN"] == "staff-token"  # the console acts through the staff APIs
     assert "QTI_DATABASE_URL" not in refs | plain
     for service in ("catalogue", "registration"):
         assert plain[f"QTI_{service.upper()}_URL"].startswith(f"http://{service}.")

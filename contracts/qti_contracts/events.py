@@ -154,6 +154,12 @@ Slug = Annotated[
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
+NoticeVersion = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+    Field(description="Version label of a privacy notice text, e.g. `2026-12-v1`."),
+]
+
 
 class Payload(BaseModel):
     """Base of every payload: immutable, unknown fields are ignored (forward compatible)."""
@@ -431,6 +437,11 @@ class RegistrationRequested(Payload):
     participant: Participant
     company: Company
     privacy_consent: bool
+    privacy_notice_version: NoticeVersion | None = Field(
+        default=None,
+        description="Since v2: the version of the privacy notice the person consented to (DSGVO Art. 7(1): "
+        "the controller must be able to show the consent); registration stores it with the registration.",
+    )
 
 
 PersonalToken = Annotated[

@@ -21,6 +21,7 @@ from frontends.portal.context import Portal, portal_of, template_environment
 from frontends.portal.security import BrowserSafety, FormKeys, Ownership, RateLimiter
 from frontends.portal.settings import PortalSettings
 from qti_runtime.bodylimit import BodyLimit
+from qti_runtime.client_address import ClientAddress
 from qti_runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -42,6 +43,7 @@ def build_portal(settings: PortalSettings) -> Portal:
         limiter=RateLimiter(redis, settings.redis_prefix, keys),
         keys=keys,
         templates=template_environment(),
+        clients=ClientAddress(settings.trusted_proxies),
     )
 
 

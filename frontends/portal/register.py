@@ -71,8 +71,10 @@ async def refused(request: Request, form: dict[str, str], emails: list[str]) -> 
             "Das Formular ist abgelaufen oder wurde nicht von dieser Seite gesendet. Bitte laden Sie die "
             "Seite neu und senden Sie es noch einmal.",
         )
-    client = request.client.host if request.client else "unbekannt"
-    checks = [(portal.post_rule, client), *((portal.email_rule, e.lower()) for e in emails)]
+    checks = [
+        (portal.post_rule, portal.clients.of(request)),
+        *((portal.email_rule, e.lower()) for e in emails),
+    ]
     wait = await portal.limiter.wait_seconds(checks)
     if wait:
         page = portal.error_page(

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qti_runtime.client_address import trusted_networks
 from qti_runtime.settings import KNOWN_DEFAULT_SECRETS, MIN_SECRET_LENGTH
 
 DEV_FORM_SECRET = "dev-portal-form-secret-not-for-production"
@@ -40,9 +41,18 @@ class PortalSettings(BaseSettings):
     portal_posts_per_client: int = Field(default=60, ge=1)
     portal_posts_per_email: int = Field(default=10, ge=1)
     portal_rate_window_seconds: int = Field(default=600, ge=1)
+    # Reverse proxies in front of the portal (gateway, ingress) whose X-Forwarded-For names the client
+    # (qti_runtime.client_address); empty: the peer is the client.
+    trusted_proxies: str = ""
     # How long the outcome page waits for a decision before it shows "wird bearbeitet".
     portal_outcome_wait_seconds: float = Field(default=4.0, ge=0, le=20)
     log_level: str = "INFO"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        trusted_networks(value)  # a typo fails at start, not silently at the first request
+        return value
 
     def model_post_init(self, _context: object) -> None:
         if not self.catalogue_url:

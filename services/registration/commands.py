@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from pydantic import SecretStr, TypeAdapter, ValidationError
@@ -204,7 +205,8 @@ class RegistrationCommands:
         applicant = Applicant.of(ctx.request_id, request)
         await repo.load_holders([(seats.offering_id, applicant)])
         seats.request(applicant, self.clock())
-        await repo.publish(seats, ctx.correlation_id, ctx)
+        consented = replace(ctx, privacy_notice_version=request.privacy_notice_version)
+        await repo.publish(seats, ctx.correlation_id, consented)
 
     async def expire_deferred(self, uow: UnitOfWork) -> int:
         """Requests whose offering never arrived get `offering_not_found` once the wait is over."""

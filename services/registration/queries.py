@@ -77,6 +77,8 @@ def registration_view(row: store.RegistrationRow, position: int | None) -> dict[
         "company": row.company,
         "cancel_cause": row.cancel_cause,
         "completion": row.completion,
+        # Consent is shown by the notice's version and the registration's time (DSGVO Art. 7(1)).
+        "privacy_notice_version": row.privacy_notice_version,
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
     }

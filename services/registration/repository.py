@@ -60,6 +60,8 @@ class RequestContext:
     correlation_id: str
     reply_to: str | None = None
     reply_correlation_id: str | None = None
+    # The privacy notice the person consented to, kept with the registration the request makes.
+    privacy_notice_version: str | None = None
 
 
 def _subject(event: SeatEvent) -> str:
@@ -166,7 +168,8 @@ class SeatRepository:
         token = None
         if not isinstance(event, RegistrationRejected):
             token = links.personal_token(self.link_secret, ctx.request_id)
-            self._registrations.append(_new_registration(event, links.token_hash(token)))
+            registration = _new_registration(event, links.token_hash(token), ctx.privacy_notice_version)
+            self._registrations.append(registration)
         if ctx.reply_to:
             body = None
             if token is not None:
@@ -193,7 +196,7 @@ class SeatRepository:
 
 
 def _new_registration(
-    event: RegistrationConfirmed | RegistrationWaitlisted, token_hash: str
+    event: RegistrationConfirmed | RegistrationWaitlisted, token_hash: str, notice_version: str | None
 ) -> store.NewRegistration:
     applicant = Applicant(event.request_id, event.participant, event.company, consent=True)
     return store.NewRegistration(
@@ -206,4 +209,5 @@ def _new_registration(
         participant=event.participant.model_dump(mode="json"),
         company=event.company.model_dump(mode="json"),
         token_hash=token_hash,
+        privacy_notice_version=notice_version,
     )

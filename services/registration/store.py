@@ -181,6 +181,7 @@ class RegistrationRow:
     updated_at: datetime
     cancel_cause: str | None
     completion: dict[str, Any] | None
+    privacy_notice_version: str | None = None
 
 
 def _registration(record: asyncpg.Record) -> RegistrationRow:
@@ -198,6 +199,7 @@ def _registration(record: asyncpg.Record) -> RegistrationRow:
         updated_at=record["updated_at"],
         cancel_cause=record["cancel_cause"],
         completion=json.loads(completion) if completion else None,
+        privacy_notice_version=record.get("privacy_notice_version"),
     )
 
 
@@ -212,6 +214,7 @@ class NewRegistration:
     participant: dict[str, Any]
     company: dict[str, Any]
     token_hash: str
+    privacy_notice_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,13 +245,13 @@ async def write_decisions(
         """
         WITH registered AS (
             INSERT INTO registrations (registration_id, request_id, offering_id, status, email, company_key,
-                                       participant, company, token_hash)
+                                       participant, company, token_hash, privacy_notice_version)
             SELECT registration_id, request_id, offering_id, status, email, company_key, participant, company,
-                   token_hash
+                   token_hash, privacy_notice_version
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
-                        $8::jsonb[], $17::text[]) WITH ORDINALITY
+                        $8::jsonb[], $17::text[], $18::text[]) WITH ORDINALITY
                 AS n(registration_id, request_id, offering_id, status, email, company_key, participant,
-                     company, token_hash, ord)
+                     company, token_hash, privacy_notice_version, ord)
             ORDER BY ord
         ), seats AS (
             UPDATE offerings o SET confirmed = c.confirmed, waitlisted = c.waitlisted,
@@ -281,6 +284,7 @@ async def write_decisions(
         [o.outcome_type for o in outcomes],
         [o.outcome_json for o in outcomes],
         [r.token_hash for r in registrations],
+        [r.privacy_notice_version for r in registrations],
     )
 
 

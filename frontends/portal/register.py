@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from frontends.portal import views
+from frontends.portal.alternatives import HEADING, alternative_items, county_of, source_of
 from frontends.portal.backend import ID_PATTERN
 from frontends.portal.context import Portal, csrf_ok, portal_of, session_of, submitted_form
 from frontends.portal.find import (
@@ -115,10 +116,17 @@ async def register(request: Request, offering_id: str) -> Response:
     if result.errors:
         return await offering_page(
             request, offering, 422, values=result.values, errors=result.errors,
-            summary=summary_of(result.errors), form_key=key,
+            summary=summary_of(result.errors), form_key=key, quelle=source_of(form.get("quelle")),
         )  # fmt: skip
     (request_id,) = await publish(request, result, key)
-    return RedirectResponse(f"/anmeldung/{request_id}", status_code=303)
+    return RedirectResponse(outcome_url(request_id, form.get("landkreis")), status_code=303)
+
+
+def outcome_url(request_id: str, county: object) -> str:
+    """The outcome page; with the company's district (a closed-list code, no personal data) so that
+    alternatives to a full offering are shown nearest first."""
+    code = county_of(county)
+    return f"/anmeldung/{request_id}" + (f"?landkreis={code}" if code else "")
 
 
 def group_page(
@@ -226,10 +234,24 @@ async def outcome(request: Request, request_id: str) -> Response:
     token = shown.pop("personal_token", None) if owner else None
     shown.pop("personal_token", None)
     link = f"/meine-anmeldung/{token}" if token else None
+    county = county_of(request.query_params.get("landkreis"))
     return portal.render(
         request, "outcome.html", outcome=shown, personal_link=link,
-        refresh_url=f"/anmeldung/{request_id}", **outcome_texts(shown),
+        refresh_url=outcome_url(request_id, county), **outcome_texts(shown),
+        alternatives=await outcome_alternatives(portal, shown, county), alternatives_heading=HEADING,
     )  # fmt: skip
+
+
+async def outcome_alternatives(
+    portal: Portal, outcome: dict[str, Any], county: str | None
+) -> list[dict[str, Any]]:
+    """Offerings with free seats when the request landed on the waiting list or found it full."""
+    full = outcome.get("status") == "waitlisted" or outcome.get("reason") == "waitlist_full"
+    offering_id = outcome.get("offering_id")
+    if not full or not isinstance(offering_id, str):
+        return []
+    found = await alternative_items(portal, offering_id, county)
+    return [card(item) | {"link": item["link"]} for item in found]
 
 
 def row_text(found: dict[str, Any] | None) -> str:

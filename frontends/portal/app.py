@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from frontends.portal import find, mine, register
+from frontends.portal import alternatives, find, mine, register
 from frontends.portal.backend import Backend, BackendUnavailable
 from frontends.portal.commands import CommandBus, ReplyStore
 from frontends.portal.context import Portal, portal_of, template_environment
@@ -127,7 +127,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="QTI-Portal", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.portal = portal
-    for router in (find.router, register.router, mine.router):
+    for router in (find.router, register.router, mine.router, alternatives.router):
         app.include_router(router)
     install_info_pages(app)
     install_health(app)

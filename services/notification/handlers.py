@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from qti_contracts import (
     NodePublished,
@@ -93,7 +93,10 @@ class NotificationHandlers:
     async def _apply_outcomes(self, uow: UnitOfWork, outcomes: list[tuple[RawEvent, Outcome]]) -> None:
         """The caller claimed the events and holds the registrations' locks."""
         await save_seats(uow.conn, [(o.data.offering_id, o.data.occupancy) for _, o in outcomes])
-        outcomes = [(event, await self._with_alternatives(uow, outcome)) for event, outcome in outcomes]
+        found: dict[tuple[str, str | None], list[dict[str, Any]]] = {}  # one lookup per offering and district
+        outcomes = [
+            (event, await self._with_alternatives(uow, outcome, found)) for event, outcome in outcomes
+        ]
         registrations = sorted({outcome.data.registration_id for _, outcome in outcomes})
         offerings = sorted({outcome.data.offering_id for _, outcome in outcomes})
         writes = plan_outcomes(
@@ -107,14 +110,18 @@ class NotificationHandlers:
         await self._add(uow, writes.mails)
         await store.skip_replaced_reminders(uow.conn, writes.kept_reminders)
 
-    async def _with_alternatives(self, uow: UnitOfWork, outcome: Outcome) -> Outcome:
+    async def _with_alternatives(
+        self, uow: UnitOfWork, outcome: Outcome, found: dict[tuple[str, str | None], list[dict[str, Any]]]
+    ) -> Outcome:
         """A waiting-list outcome with up to three offerings on the same topic that have free seats."""
         if outcome.incoming != "waitlisted":
             return outcome
         data = outcome.data
         county = data.company.county.value if data.company.county is not None else None
-        found = await alternatives_param(uow.conn, data.offering_id, county, datetime.now(UTC))
-        return outcome._replace(params={**outcome.params, ALTERNATIVES: found})
+        key = (data.offering_id, county)
+        if key not in found:
+            found[key] = await alternatives_param(uow.conn, data.offering_id, county, datetime.now(UTC))
+        return outcome._replace(params={**outcome.params, ALTERNATIVES: found[key]})
 
     async def on_rejected(self, event: RawEvent, delivery: Delivery) -> None:
         data = parse_payload(RegistrationRejected, event)

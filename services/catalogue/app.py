@@ -13,6 +13,7 @@ from services.catalogue.consumers import SERVICE, subscriptions
 from services.catalogue.migrations_path import MIGRATIONS
 from services.catalogue.open_api import open_data_router
 from services.catalogue.service import CatalogueService
+from services.catalogue.staff_api import staff_directory_router
 
 
 class CatalogueSettings(Settings):
@@ -25,6 +26,7 @@ def routers(service: CatalogueService, settings: Settings) -> list[APIRouter]:
         open_data_router(service.db),
         staff_router(service.db, settings),
         staff_read_router(service.db, settings),
+        staff_directory_router(service.db, settings),
     ]
 
 

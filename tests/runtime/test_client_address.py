@@ -11,7 +11,9 @@ from qti_runtime.client_address import ClientAddress
 
 def request_from(peer: str, forwarded: str | None = None) -> Request:
     headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
-    return Request({"type": "http", "client": (peer, 50000), "headers": headers, "method": "GET", "path": "/"})
+    return Request(
+        {"type": "http", "client": (peer, 50000), "headers": headers, "method": "GET", "path": "/"}
+    )
 
 
 def test_without_trusted_proxies_the_header_is_ignored() -> None:

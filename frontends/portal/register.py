@@ -133,6 +133,7 @@ def group_page(
     request: Request, offering: dict[str, Any], rows: int, status_code: int = 200, **context: Any
 ) -> Response:
     context.setdefault("form_key", form_key(None))
+    context.setdefault("quelle", source_of(request.query_params.get("quelle")))
     return portal_of(request).render(
         request, "group.html", status_code, o=card(offering), rows=rows, max_rows=MAX_EMPLOYEES,
         consent_label=GROUP_CONSENT_LABEL, **choice_options(), **context,
@@ -159,14 +160,17 @@ async def group_register(request: Request, offering_id: str) -> Response:
     if refusal is not None:
         return refusal
     key = form_key(form.get("anfrage_schluessel"))
+    quelle = source_of(form.get("quelle"))
     if form.get("aktion") == "zeile":
         values = {k: v for k, v in form.items() if k != "zeilen"}
-        return group_page(request, offering, min(rows + 1, MAX_EMPLOYEES), values=values, form_key=key)
+        return group_page(
+            request, offering, min(rows + 1, MAX_EMPLOYEES), values=values, form_key=key, quelle=quelle
+        )
     result = group_registration(offering["offering_id"], form)
     if result.errors:
         return group_page(
             request, offering, rows, 422, values=result.values, errors=result.errors,
-            summary=summary_of(result.errors), form_key=key,
+            summary=summary_of(result.errors), form_key=key, quelle=quelle,
         )  # fmt: skip
     request_ids = await publish(request, result, key)
     query = "&".join(f"anfrage={rid}" for rid in request_ids)

@@ -196,6 +196,11 @@ async def test_quelle_values_are_closed(client: httpx.AsyncClient, portal_system
         assert "<script>alert(1)" not in page.text
     page = await client.get(f"/angebote/{offering_id}", params={"quelle": "angebotsalarm"})
     assert 'name="quelle" value="angebotsalarm"' in page.text
+    assert f'href="/angebote/{offering_id}/mehrere?quelle=angebotsalarm"' in page.text
+    group = await client.get(f"/angebote/{offering_id}/mehrere", params={"quelle": "angebotsalarm"})
+    assert 'name="quelle" value="angebotsalarm"' in group.text
+    odd = await client.get(f"/angebote/{offering_id}/mehrere", params={"quelle": "<b>"})
+    assert 'name="quelle"' not in odd.text
 
 
 async def test_pages_with_alternatives_are_accessible(

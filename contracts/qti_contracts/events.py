@@ -259,6 +259,31 @@ class RejectionReason(StrEnum):
     CONSENT_MISSING = "consent_missing"
 
 
+class RegistrationSource(StrEnum):
+    """Where a registration came from (attribution without personal data): an offer-alert mail, the
+    alternatives shown when an offering was full, or an expression of interest."""
+
+    ANGEBOTSALARM = "angebotsalarm"
+    ALTERNATIVE = "alternative"
+    INTERESSE = "interesse"
+
+
+def _known_source(value: Any) -> Any:
+    """A source not on the closed list is ignored (None), never a reason to refuse a registration."""
+    known = isinstance(value, str) and value in {s.value for s in RegistrationSource}
+    return value if known else None
+
+
+SourceField = Annotated[
+    RegistrationSource | None,
+    BeforeValidator(_known_source),
+    Field(
+        description="Since v2: where the registration came from (`angebotsalarm`, `alternative`, "
+        "`interesse`); any other value is ignored. No personal data."
+    ),
+]
+
+
 class CancellationCause(StrEnum):
     PARTICIPANT = "participant"
     ORGANISER = "organiser"
@@ -442,6 +467,7 @@ class RegistrationRequested(Payload):
         description="Since v2: the version of the privacy notice the person consented to (DSGVO Art. 7(1): "
         "the controller must be able to show the consent); registration stores it with the registration.",
     )
+    source: SourceField = None
 
 
 PersonalToken = Annotated[
@@ -486,6 +512,7 @@ class RegistrationConfirmed(Payload):
     company: Company
     from_waitlist: bool = False
     occupancy: Occupancy | None = Field(default=None, description="Seats after this confirmation.")
+    source: SourceField = None  # the request's, on the first outcome of a request only
 
 
 class RegistrationWaitlisted(Payload):
@@ -497,6 +524,7 @@ class RegistrationWaitlisted(Payload):
     from_waitlist: bool = False
     position: PositiveInt = Field(description="Place on the waiting list; 1 = next in line.")
     occupancy: Occupancy | None = Field(default=None, description="Seats after this change.")
+    source: SourceField = None  # the request's, on the first outcome of a request only
 
 
 class RegistrationRejected(Payload):

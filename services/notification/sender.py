@@ -52,6 +52,8 @@ from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
 from qti_runtime.unit_of_work import unit_of_work
 from services.notification import alert_mail, alerts, domain, store
+from services.notification.alternatives import PARAM as ALTERNATIVES
+from services.notification.alternatives import alternative_infos
 from services.notification.calendar import build_ics
 from services.notification.deliveries import PRIVACY_NOTICE
 from services.notification.mail import (
@@ -381,6 +383,7 @@ class Sender:
             network_email=self.settings.network_email,
             has_calendar=ics_method is not None,
             privacy_notice=bool(params.get(PRIVACY_NOTICE)),
+            alternatives=alternative_infos(params.get(ALTERNATIVES), self.settings.portal_url),
         )
 
     def _calendar(

@@ -205,7 +205,7 @@ class RegistrationCommands:
         applicant = Applicant.of(ctx.request_id, request)
         await repo.load_holders([(seats.offering_id, applicant)])
         seats.request(applicant, self.clock())
-        consented = replace(ctx, privacy_notice_version=request.privacy_notice_version)
+        consented = replace(ctx, privacy_notice_version=request.privacy_notice_version, source=request.source)
         await repo.publish(seats, ctx.correlation_id, consented)
 
     async def expire_deferred(self, uow: UnitOfWork) -> int:

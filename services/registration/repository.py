@@ -25,6 +25,7 @@ from qti_contracts import (
     RegistrationCancelled,
     RegistrationConfirmed,
     RegistrationRejected,
+    RegistrationSource,
     RegistrationWaitlisted,
     RoutingKey,
     make_event,
@@ -62,6 +63,19 @@ class RequestContext:
     reply_correlation_id: str | None = None
     # The privacy notice the person consented to, kept with the registration the request makes.
     privacy_notice_version: str | None = None
+    # Where the request came from (an alert, an alternative, interest): carried on its first outcome.
+    source: RegistrationSource | None = None
+
+
+def _attributed(event: SeatEvent, ctx: RequestContext | None) -> SeatEvent:
+    """The first outcome of a request carries the request's source (an alert, an alternative)."""
+    if ctx is None or ctx.source is None:
+        return event
+    if not isinstance(event, RegistrationConfirmed | RegistrationWaitlisted):
+        return event
+    if event.from_waitlist or event.request_id != ctx.request_id:
+        return event
+    return event.model_copy(update={"source": ctx.source})
 
 
 def _subject(event: SeatEvent) -> str:
@@ -135,6 +149,7 @@ class SeatRepository:
             await self.record(event, correlation_id, ctx)
 
     async def record(self, event: SeatEvent, correlation_id: str, ctx: RequestContext | None = None) -> None:
+        event = _attributed(event, ctx)
         cloud = make_event(
             ROUTING_KEYS[type(event)],
             event,

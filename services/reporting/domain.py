@@ -27,6 +27,7 @@ from qti_contracts import (
     Gender,
     KpiFigure,
     OfferingKind,
+    RegistrationSource,
     RejectionReason,
     SizeClass,
     Topic,
@@ -219,6 +220,7 @@ def _scrub_registration(key: bytes, model: Any) -> dict[str, Any] | None:
                 "request_id": model.request_id,
                 "offering_id": model.offering_id,
                 "from_waitlist": model.from_waitlist,
+                "source": model.source.value if model.source else None,
                 "person": _person(key, model),
                 "company": _company(key, model),
             }
@@ -316,6 +318,7 @@ class RegistrationFact:
     attended_units: int
     completed: bool
     certificate_eligible: bool
+    source: str | None = None  # RegistrationSource value: came from an alert, an alternative, interest
 
     @property
     def participates(self) -> bool:
@@ -438,6 +441,11 @@ _REJECTION_SHORT: Final[dict[RejectionReason, str]] = {
     RejectionReason.WAITLIST_FULL: "Warteliste voll",
     RejectionReason.CONSENT_MISSING: "Einwilligung fehlt",
 }
+_SOURCE_SHORT: Final[dict[RegistrationSource, str]] = {
+    RegistrationSource.ANGEBOTSALARM: "Angebotsalarm",
+    RegistrationSource.ALTERNATIVE: "Alternativvorschlag (Angebot ausgebucht)",
+    RegistrationSource.INTERESSE: "Interessenbekundung",
+}
 _SIZE_SHORT: Final[dict[SizeClass, str]] = {
     SizeClass.MICRO: "Kleinstunternehmen",
     SizeClass.SMALL: "kleine Unternehmen",
@@ -468,6 +476,10 @@ def _indicators() -> tuple[Indicator, ...]:
             for r in RejectionReason
         ),
         Indicator("cancelled", "Stornierte Anmeldungen", persons=True),
+        *(
+            Indicator(f"registrations_source_{s.value}", f"Anmeldungen über {_SOURCE_SHORT[s]}", persons=True)
+            for s in RegistrationSource
+        ),
         Indicator("utilisation", "Auslastung (bestätigt ÷ Plätze)", persons=True, offering_level=True),
         Indicator("unmet_demand", "Ungedeckte Nachfrage (Warteliste und volle Warteliste)", persons=True),
         Indicator("participants", "Teilnehmende (Personen)", persons=True),
@@ -675,6 +687,9 @@ def _request_values(figures: _Figures, bucket: _Bucket) -> None:
     for reason in RejectionReason:
         figures.put(f"rejected_{reason.value}", by_reason[reason.value])
     figures.put("cancelled", sum(1 for r in regs if r.cancelled))
+    by_source = Counter(r.source for r in regs if r.source)
+    for source in RegistrationSource:
+        figures.put(f"registrations_source_{source.value}", by_source[source.value])
     never_seated = sum(1 for r in regs if r.waitlisted and not r.confirmed)
     full = sum(1 for q in rejected if q.reason == RejectionReason.WAITLIST_FULL)
     figures.put("unmet_demand", never_seated + full)

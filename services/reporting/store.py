@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from qti_contracts import RegistrationSource
 from services.reporting.domain import (
     UNKNOWN,
     AlertFact,
@@ -77,8 +78,8 @@ async def log_batches(conn: asyncpg.Connection, batch_size: int = 2000) -> Any:
 _UPSERT_REGISTRATION: Final = """
 INSERT INTO registrations AS r (registration_id, offering_id, request_id, first_seen_at, person_ref,
     company_ref, company_county, size_class, automotive_supplier, gender, age_band,
-    confirmed, waitlisted, cancelled, completed_units, completed, certificate_eligible)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+    confirmed, waitlisted, cancelled, completed_units, completed, certificate_eligible, source)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT (registration_id) DO UPDATE SET
     offering_id = GREATEST(r.offering_id, EXCLUDED.offering_id),
     request_id = GREATEST(r.request_id, EXCLUDED.request_id),
@@ -95,7 +96,8 @@ ON CONFLICT (registration_id) DO UPDATE SET
     cancelled = r.cancelled OR EXCLUDED.cancelled,
     completed_units = GREATEST(r.completed_units, EXCLUDED.completed_units),
     completed = r.completed OR EXCLUDED.completed,
-    certificate_eligible = r.certificate_eligible OR EXCLUDED.certificate_eligible
+    certificate_eligible = r.certificate_eligible OR EXCLUDED.certificate_eligible,
+    source = GREATEST(r.source, EXCLUDED.source)
 """
 
 _UPSERT_REQUEST: Final = """
@@ -176,7 +178,8 @@ def _alert_row(event: ScrubbedEvent) -> tuple[Any, ...]:
     )
 
 
-_REGISTRATION_FIELDS: Final = 17
+_REGISTRATION_FIELDS: Final = 18
+_SOURCES: Final = frozenset(source.value for source in RegistrationSource)
 _REGISTRATION_TYPES: Final = frozenset(
     {"registration.confirmed", "registration.waitlisted", "registration.cancelled", "registration.completed"}
 )
@@ -198,6 +201,7 @@ def _registration_row(event: ScrubbedEvent) -> tuple[Any, ...] | None:
         row[7], row[8] = company["size_class"], company["automotive_supplier"]
         row[11] = event.type == "registration.confirmed"
         row[12] = event.type == "registration.waitlisted"
+        row[17] = d.get("source") if d.get("source") in _SOURCES else None
     elif event.type == "registration.cancelled":
         row[13] = True
     elif event.type == "registration.completed":
@@ -428,6 +432,7 @@ async def _load_registrations(conn: asyncpg.Connection) -> list[RegistrationFact
             attended_units=int(row["attended_units"] or 0),
             completed=row["completed"],
             certificate_eligible=row["certificate_eligible"],
+            source=row["source"],
         )
         for row in await conn.fetch(_REGISTRATIONS)
     ]

@@ -320,3 +320,24 @@ async def test_consent_is_kept_with_the_privacy_notice_version(harness: Harness)
     versions = {r["participant"]["email"]: r["privacy_notice_version"] for r in listed.json()}
     assert versions == {"anna.1@example.de": "2026-12-v1", "anna.2@example.de": None}
     assert all(r["created_at"] for r in listed.json())
+
+
+async def test_the_source_of_a_request_travels_on_its_first_outcome_only(harness: Harness) -> None:
+    """Attribution without personal data: `source` (an alert, an alternative) from the request is on the
+    request's outcome; an unknown value is ignored, not a reason to refuse; a later promotion has none."""
+    offering = offering_data(capacity=1, waitlist_limit=5)
+    oid = offering["offering_id"]
+    await harness.publish_offering(offering)
+    await harness.wait_offering(oid)
+    await harness.publish(REQ, request_data(oid, 1, source="alternative"))
+    await harness.publish(REQ, request_data(oid, 2, source="angebotsalarm"))
+    await harness.publish(REQ, request_data(oid, 3, source="<script>x</script>"))
+    events = await harness.events(3, timeout=20)
+    by_email = {e["data"]["participant"]["email"]: e for e in events}
+    assert [by_email[f"anna.{i}@example.de"]["type"].rsplit(".", 1)[1] for i in (1, 2, 3)] == [
+        "confirmed",
+        "waitlisted",
+        "waitlisted",
+    ]
+    sources = [by_email[f"anna.{i}@example.de"]["data"].get("source") for i in (1, 2, 3)]
+    assert sources == ["alternative", "angebotsalarm", None]

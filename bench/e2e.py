@@ -339,6 +339,14 @@ def cpu_meter(system: System, postgres: list[int]) -> CpuMeter:
 # ------------------------------------------------------------------------------------------ figures
 
 
+def cpu_ms_per_registration(meter: CpuMeter, figures: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per decided request and component, from the phase's start until it was drained, mailed and
+    reported: the work a registration costs end to end, whatever else shares the cores."""
+    decided = max(1, figures["requests"] - figures["undecided"])
+    per = {name: round(1000 * seconds / decided, 2) for name, seconds in meter.used_seconds().items()}
+    return dict(sorted(per.items(), key=lambda item: -item[1])) | {"total": round(sum(per.values()), 2)}
+
+
 def window_rate(times: list[float], start: float, end: float) -> float:
     """Events per second in [start, end) of an ascending list of times (outcomes and mails arrive so)."""
     return (bisect_left(times, end) - bisect_left(times, start)) / max(end - start, 1e-9)
@@ -481,6 +489,7 @@ class Runner:
         # statistics about once a second, so a count over the window alone is rough.
         commits = await self.db.commits() - commits_before
         figures["postgres_commits_per_registration"] = round(commits / max(1, figures["requests"]), 1)
+        figures["cpu_ms_per_registration"] = cpu_ms_per_registration(meter, figures)
         if mailed_after := figures["mailed_after_s"]:
             after = window_rate(self.load.tracker.mail_times, end, end + mailed_after)
             figures["mails_per_s_after_window"] = round(after, 1)

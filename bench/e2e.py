@@ -69,8 +69,8 @@ class Options:
     window: int = 400
     limit_seconds: float = 5.0
     drain_seconds: float = 180.0
-    # QTI_CPU_NICE of notification and reporting; None: their defaults (10: mails and figures yield the
-    # CPU to registration's answers, as the compose file's cpu_shares and k8s' CPU requests do).
+    # QTI_CPU_NICE of notification and reporting; None: their defaults (notification 0, reporting 10:
+    # figures yield the CPU to answers and mails, as the compose file's cpu_shares and k8s' requests do).
     background_nice: int | None = None
     out: Path = Path(ROOT) / "bench" / "results"
 
@@ -678,7 +678,7 @@ def parse(argv: list[str] | None) -> Options:
         "--background-nice",
         type=int,
         default=None,
-        help="QTI_CPU_NICE of notification and reporting (default: theirs, 10; 0 = same priority as all)",
+        help="QTI_CPU_NICE of notification and reporting (default: theirs, 0 and 10)",
     )
     parser.add_argument("--window", type=int, default=400, help="undecided requests at a time when flat out")
     parser.add_argument("--limit-seconds", type=float, default=5.0, help="per machine-limit measurement")

@@ -206,7 +206,7 @@ def render(results: dict[str, Any]) -> Table:
 def title(results: dict[str, Any]) -> str:
     machine = results["machine"]
     nice = results.get("options", {}).get("background_nice")
-    priority = "notification and reporting at nice 10" if nice is None else f"background nice {nice}"
+    priority = "services at their default nice levels" if nice is None else f"background nice {nice}"
     return (
         f"qti-net end to end, {results['started_at'][:16].replace('T', ' ')} UTC, {machine['cores']} cores "
         f"shared by broker, database, services and load generator; {priority}"

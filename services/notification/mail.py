@@ -444,6 +444,9 @@ class SmtpPool:
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 smtp.close()
                 raise _classify(exc) from exc
+            except ValueError as exc:  # aiosmtplib: an address that cannot go on an SMTP command line
+                smtp.close()
+                raise PermanentMailError("address not permitted in an SMTP command") from exc
             except BaseException:
                 smtp.close()
                 raise

@@ -129,3 +129,34 @@ async def test_replies_are_classified_and_the_connection_is_dropped(
         controller.stop()
     assert handler.sessions == 2
     assert handler.received == []
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        "p0@example.de> NOTIFY=NEVER",
+        "p0@example.de\r\nRCPT TO:<x@y.de>",
+        "p0 x@example.de",
+        "<p0@example.de> SIZE=1",
+    ],
+)
+async def test_smtp_syntax_in_an_address_never_reaches_the_command_line(
+    capturing: tuple[Capturing, int], recipient: str
+) -> None:
+    """Addresses are validated at the edge; should one slip through, aiosmtplib's address check on our
+    MAIL/RCPT path either reduces it to its mailbox or refuses it (for good: it would never change)."""
+    handler, port = capturing
+    pool = SmtpPool(SmtpSettings(port=port, timeout=5), 1)
+    outgoing = OutgoingMail("noreply@qti-net.example", recipient, b"Subject: x\n\nInhalt\n", "<m@t>")
+    try:
+        try:
+            await pool.send(outgoing)
+        except PermanentMailError as exc:
+            assert "example.de" not in str(exc)
+        assert await pool.send(mail(1, b"danach\n"))  # the pool goes on working
+    finally:
+        await pool.close()
+    rcpts = [r for _, rs, _ in handler.received for r in rs]
+    assert rcpts[-1] == "p1@example.de"
+    assert all(r.endswith("@example.de") and " " not in r and ">" not in r for r in rcpts)
+    assert len(rcpts) <= 2

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from frontends.portal import alerts, alternatives, find, mine, register
+from frontends.portal import alerts, alternatives, find, mine, nodes, register
 from frontends.portal.backend import Backend, BackendUnavailable
 from frontends.portal.commands import CommandBus, ReplyStore
 from frontends.portal.console.install import close_console, install_console
@@ -129,7 +129,8 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="QTI-Portal", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.portal = portal
-    for router in (find.router, register.router, mine.router, alerts.router, alternatives.router):
+    routers = (find.router, nodes.router, register.router, mine.router, alerts.router, alternatives.router)
+    for router in routers:
         app.include_router(router)
     install_console(app, settings)
     install_info_pages(app)

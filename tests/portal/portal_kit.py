@@ -88,6 +88,10 @@ class PortalSystem:
             assert (await client.post(f"/offerings/{offering_id}/publish")).status_code == 200
         return offering_id
 
+    async def node_of(self, offering_id: str) -> str:
+        async with httpx.AsyncClient(base_url=self.system.urls["catalogue"], timeout=30) as client:
+            return str((await client.get(f"/offerings/{offering_id}")).json()["node_id"])
+
     async def mails(self) -> list[dict[str, Any]]:
         async with httpx.AsyncClient(timeout=10) as client:
             listing: list[dict[str, Any]] = (await client.get(f"{self.sink_url}/api/mails")).json()

@@ -172,6 +172,8 @@ async def test_every_page_type_is_accessible_at_two_widths(
         "/barrierefreiheit",
         "/datenschutz",
         "/impressum",
+        "/knoten",
+        f"/knoten/{await portal_system.node_of(offering_id)}",
         "/meine-anmeldung/" + "A" * 43,
         "/gibt-es-nicht",
         "/anmeldung/unbekannt",

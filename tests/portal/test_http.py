@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import aio_pika
@@ -229,3 +230,25 @@ async def test_start_page_filters_by_node_county_kind_and_period(
     assert "0 Angebote gefunden" in nothing.text
     ignored = await client.get("/", params={"county": "<script>", "topic": "kaputt", "von": "gestern"})
     assert ignored.status_code == 200 and "&lt;script&gt;" not in ignored.text
+
+
+async def test_nodes_are_listed_with_their_offerings(
+    client: httpx.AsyncClient, portal_system: PortalSystem
+) -> None:
+    title = f"Knotenseite {uuid.uuid4().hex[:8]}"
+    offering_id = await portal_system.create_offering(5, title)
+    async with httpx.AsyncClient(base_url=portal_system.system.urls["catalogue"], timeout=30) as catalogue:
+        offering = (await catalogue.get(f"/offerings/{offering_id}")).json()
+        nodes = (await catalogue.get("/nodes")).json()["items"]
+    listing = await client.get("/knoten")
+    assert listing.status_code == 200 and "Die QTI-Knoten in Thüringen" in listing.text
+    for node in nodes:
+        assert f'href="/knoten/{node["node_id"]}"' in listing.text and node["host"] in listing.text
+        assert f'href="/knoten/{node["node_id"]}/kalender.ics"' in listing.text
+    page = await client.get(f"/knoten/{offering['node_id']}")
+    assert page.status_code == 200 and title in page.text and f"/angebote/{offering_id}" in page.text
+    offering_page = await client.get(f"/angebote/{offering_id}")
+    assert f'href="/knoten/{offering["node_id"]}"' in offering_page.text
+    for unknown in ("00000000-0000-0000-0000-000000000000", "<script>", "x" * 300, "%C3%BC"):
+        missing = await client.get(f"/knoten/{unknown}")
+        assert missing.status_code == 404 and "Knoten nicht gefunden" in missing.text

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ValidationError
 
 from .envelope import CloudEvent
 from .events import (
+    FeedbackInvited,
+    FeedbackSubmitted,
     KpiUpdated,
     NodePublished,
     NodeUpdated,
@@ -36,6 +38,8 @@ EVENT_TYPES: Final[dict[str, type[BaseModel]]] = {
     RoutingKey.REGISTRATION_CANCELLED: RegistrationCancelled,
     RoutingKey.REGISTRATION_ATTENDANCE_RECORDED: RegistrationAttendanceRecorded,
     RoutingKey.REGISTRATION_COMPLETED: RegistrationCompleted,
+    RoutingKey.FEEDBACK_INVITED: FeedbackInvited,
+    RoutingKey.FEEDBACK_SUBMITTED: FeedbackSubmitted,
     RoutingKey.OFFERING_PUBLISHED: OfferingState,
     RoutingKey.OFFERING_UPDATED: OfferingState,
     RoutingKey.OFFERING_CANCELLED: OfferingCancelled,

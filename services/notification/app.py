@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from qti_contracts import RoutingKey
 from qti_runtime.db import Database
 from qti_runtime.definition import Job, ServiceDefinition
-from services.notification import privacy
+from services.notification import certificate_api, privacy
 from services.notification.api import notifications_router
 from services.notification.consumers import SERVICE, subscriptions
 from services.notification.handlers import NotificationHandlers
@@ -36,7 +36,11 @@ def jobs(_handlers: NotificationHandlers, settings: NotificationSettings) -> lis
 
 
 def routers(handlers: NotificationHandlers, settings: NotificationSettings) -> list[APIRouter]:
-    return [notifications_router(handlers.db, settings)]
+    return [
+        notifications_router(handlers.db, settings),
+        certificate_api.public_router(handlers.db, settings),
+        certificate_api.staff_router(handlers.db, settings, handlers.certificates),
+    ]
 
 
 DEFINITION: ServiceDefinition[NotificationSettings, NotificationHandlers] = ServiceDefinition(

@@ -28,6 +28,7 @@ from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
 from qti_runtime.unit_of_work import UnitOfWork, advisory_locks, unit_of_work
 from services.notification import domain, store
+from services.notification.certificate_handlers import CertificateHandlers
 from services.notification.deliveries import (
     DeliveryFactory,
     address_key,
@@ -50,6 +51,7 @@ class NotificationHandlers:
         self.db = db
         self.settings = settings
         self.mails = DeliveryFactory(settings)
+        self.certificates = CertificateHandlers(db, self.mails, self._add)
 
     async def _add(self, uow: UnitOfWork, mails: Sequence[NewDelivery]) -> None:
         """Insert the mails' rows (the first to a new address with the privacy notice); wake the senders."""
@@ -238,6 +240,9 @@ class NotificationHandlers:
             RoutingKey.OFFERING_UPDATED: self.on_offering,
             RoutingKey.OFFERING_CANCELLED: self.on_offering_cancelled,
             RoutingKey.NODE_PUBLISHED: self.on_node,
+            RoutingKey.NODE_UPDATED: self.on_node,
+            RoutingKey.REGISTRATION_COMPLETED: self.certificates.on_completed,
+            RoutingKey.FEEDBACK_INVITED: self.certificates.on_feedback_invited,
         }
 
 

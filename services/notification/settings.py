@@ -47,6 +47,11 @@ class NotificationSettings(Settings):
         default=3, ge=0, description="rejection/waiting-list mails per day to a never-confirmed address"
     )
 
+    # Public checks of a certificate code (`GET /certificates/{code}`) per client address and minute.
+    certificate_lookups_per_minute: int = Field(
+        default=120, ge=1, description="public certificate checks per client address and minute"
+    )
+
     @property
     def send_timeout(self) -> float:
         """Upper bound of one SMTP delivery (connect + conversation); the lease must outlast it."""

@@ -48,10 +48,8 @@ class CertificateHandlers:
     async def on_completed(self, event: RawEvent, delivery: Delivery) -> None:
         """An eligible completion: issue the certificate (once per registration) and mail it."""
         data = parse_payload(RegistrationCompleted, event)
-        if not data.certificate_eligible:
-            return  # nothing to issue, nothing stored
         async with unit_of_work(self.db) as uow:
-            if not await uow.claim(CONSUMER, event.id):
+            if not await uow.claim(CONSUMER, event.id) or not data.certificate_eligible:
                 return
             await store.lock(uow.conn, "registration", data.registration_id)
             if await certificate_store.of_registration(uow.conn, data.registration_id) is not None:

@@ -18,7 +18,7 @@ from typing import Any, Final
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from weasyprint import HTML
 
-from services.notification.mail import MailAddress, build_message
+from services.notification.mail import MailAddress, OutgoingMail, build_outgoing
 from services.notification.render import (
     TEMPLATE_DIR,
     MailContext,
@@ -166,10 +166,12 @@ def feedback_mail(title: str, parts: MailParts, feedback_link: str) -> RenderedM
 
 def with_pdf(
     rendered: RenderedMail, sender: MailAddress, recipient: MailAddress, message_id: str, pdf: bytes | None
-) -> EmailMessage:
-    """The MIME message, with the certificate attached when given."""
-    message = build_message(rendered=rendered, sender=sender, recipient=recipient, message_id=message_id)
-    if pdf is not None:
-        message.make_mixed()
-        message.add_attachment(pdf, maintype="application", subtype="pdf", filename=PDF_FILENAME)
-    return message
+) -> OutgoingMail | EmailMessage:
+    """The message (the sender's one mail path), with the certificate attached when given."""
+    return build_outgoing(
+        rendered=rendered,
+        sender=sender,
+        recipient=recipient,
+        message_id=message_id,
+        pdf=(PDF_FILENAME, pdf) if pdf is not None else None,
+    )

@@ -300,7 +300,7 @@ class Sender:
         async with self._pdf_lock:
             return await asyncio.to_thread(self._prepare_extra, row, replicas)
 
-    def _prepare_extra(self, row: DeliveryRow, replicas: Replicas) -> EmailMessage:
+    def _prepare_extra(self, row: DeliveryRow, replicas: Replicas) -> OutgoingMail | EmailMessage:
         """The certificate mail (PDF from the certificate frozen in the row) or the feedback invitation."""
         person = row.person
         recipient = MailAddress(person.email, display_name(person.given_name, person.family_name))

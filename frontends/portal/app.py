@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from frontends.portal import find, mine, register
+from frontends.portal import find, followup, mine, register
 from frontends.portal.backend import Backend, BackendUnavailable
 from frontends.portal.commands import CommandBus, ReplyStore
 from frontends.portal.context import Portal, portal_of, template_environment
@@ -64,7 +64,7 @@ def install_error_pages(app: FastAPI) -> None:
 
     async def on_error(request: Request, exc: Exception) -> Response:
         # Type and place only: the message could quote submitted (personal) data.
-        path = request.url.path.split("/meine-anmeldung/")[0]
+        path = request.url.path.split("/meine-anmeldung/")[0].split("/rueckmeldung/")[0]
         log.error("portal.error", error=type(exc).__name__, path=path)
         return portal_of(request).error_page(
             request, 500, "Fehler im Portal",
@@ -121,11 +121,13 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         finally:
             await portal.bus.close()
             await portal.backend.close()
+            await _app.state.followup.close()
             await portal.replies.redis.aclose()
 
     app = FastAPI(title="QTI-Portal", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.portal = portal
-    for router in (find.router, register.router, mine.router):
+    app.state.followup = followup.FollowUp.connect(settings.notification_url, settings.registration_url)
+    for router in (find.router, register.router, mine.router, followup.router):
         app.include_router(router)
     install_info_pages(app)
     install_health(app)

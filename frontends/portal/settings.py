@@ -26,6 +26,8 @@ class PortalSettings(BaseSettings):
     registration_url: str = ""
     catalogue_port: int = 8001
     registration_port: int = 8002
+    notification_url: str = ""
+    notification_port: int = 8003
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key, so that several portals (or test runs) can share one Redis.
     redis_prefix: str = "qti-portal"
@@ -49,6 +51,8 @@ class PortalSettings(BaseSettings):
             self.catalogue_url = f"http://127.0.0.1:{self.catalogue_port}"
         if not self.registration_url:
             self.registration_url = f"http://127.0.0.1:{self.registration_port}"
+        if not self.notification_url:
+            self.notification_url = f"http://127.0.0.1:{self.notification_port}"
 
     def production_problems(self) -> list[str]:
         if self.env != "production":

@@ -18,6 +18,7 @@ from typing import Any, Final
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from weasyprint import HTML
 
+from qti_contracts import KIND_LABELS
 from services.notification.mail import MailAddress, OutgoingMail, build_outgoing
 from services.notification.render import (
     TEMPLATE_DIR,
@@ -32,13 +33,14 @@ from services.notification.render import (
     display_name,
     format_date,
     format_session_time,
-    kind_label,
     salutation,
 )
 
 FONT_DIR: Final = Path("/usr/share/fonts/truetype/dejavu")
 FONT_REGULAR: Final = FONT_DIR / "DejaVuSans.ttf"
 FONT_BOLD: Final = FONT_DIR / "DejaVuSans-Bold.ttf"
+# The contract's German labels (the portal shows the same), e.g. `Zertifikatslehrgang`.
+_KINDS: Final = {kind.value: label for kind, label in KIND_LABELS.items()}
 PDF_FILENAME: Final = "Teilnahmebescheinigung.pdf"
 EXTRA_TEMPLATES: Final = frozenset({"certificate", "feedback_invitation"})
 
@@ -87,7 +89,7 @@ def render_pdf(snapshot: dict[str, Any], name: str, verify_url: str) -> bytes:
             for key, value in snapshot.items()
         },
         name=clean_line(name, 120) or "Teilnehmerin/Teilnehmer",
-        kind=kind_label(str(snapshot.get("kind", ""))),
+        kind=_KINDS.get(str(snapshot.get("kind", "")), "Veranstaltung"),
         sessions=sessions,
         issued_on=format_date(issued_at),
         verify_url=verify_url,

@@ -157,7 +157,7 @@ async def test_certificate_is_issued_once_mailed_with_pdf_and_checked_publicly(s
         "Teilnahmebescheinigung",
         "Anna Schmidt",
         "Hochvolt-Sicherheit für Elektrofahrzeuge",
-        "(Zertifikatskurs)",
+        "(Zertifikatslehrgang)",
         "Dienstag, 12. März 2030, 09:00–16:00 Uhr",
         "Dienstag, 2. Juli 2030, 09:00–16:30 Uhr",
         "Teilgenommen an 18 von 18 Unterrichtseinheiten zu je 45 Minuten.",

@@ -129,6 +129,10 @@ async def test_scores_follow_the_suppression_rule_and_nothing_recomputes_a_small
     assert not (shown(nodes["n-erfurt"]) and shown(offerings["off-a"]))
     assert not (shown(figures["total"]) and shown(offerings["off-a"]) and shown(offerings["off-c"]))
 
+    page = (await client.get("/dashboard")).text
+    assert "Rückmeldungen der Teilnehmenden" in page and "Bewertungen nach Thema" in page
+    assert "<td>7</td><td>4,1</td><td>4,0</td>" in page.replace("\n", "").replace("    ", "")
+
 
 def test_publish_shows_everything_when_every_group_is_large_enough() -> None:
     sums = [OfferingSums("o1", "elektromobilitaet", "n1", Sums(5, 20, 15, 5)),

@@ -35,6 +35,29 @@ def session_id_for(offering_slug: str, index: int) -> UUID:
     return uuid5(DEMO_NAMESPACE, f"session:{offering_slug}:{index}")
 
 
+# --- staff accounts (development only) ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DemoStaff:
+    """A demo account of the staff console; `node` None = the project lead. The passwords are public
+    (printed by `qti run`): `devtools.demo` creates these accounts only outside `QTI_ENV=production`."""
+
+    email: str
+    node: str | None
+    password: str
+
+    @property
+    def node_id(self) -> UUID | None:
+        return node_id_for(self.node) if self.node is not None else None
+
+
+DEMO_STAFF: tuple[DemoStaff, ...] = (
+    DemoStaff("leitung@qti-demo.de", None, "leitung-demo-2027"),
+    DemoStaff("gotha@qti-demo.de", "gotha", "gotha-demo-2027"),
+)
+
+
 # --- nodes -------------------------------------------------------------------------------------
 
 _NODE_ROWS: tuple[tuple[str, str, str, str, str, date], ...] = (

@@ -8,6 +8,7 @@
     qti reporting rebuild                    rebuild reporting's projections from its event store
     qti forget-person <email>                every service forgets a person (reporting keeps aggregates)
     qti procfile                             print the processes of `qti run` as a Procfile
+    qti staff add|list|disable|reset-password  staff accounts of the console (qti_host/staff.py)
 
 Configuration comes from the `QTI_*` environment variables (qti_runtime.settings.Settings). What it
 knows of the services it reads from their definitions (`qti_host.services`); the mail sink and the demo
@@ -34,6 +35,7 @@ from qti_contracts.topology import SERVICES
 from qti_host import ops as host_ops
 from qti_host.procfile import ProcessSpec, Supervisor, procfile_text
 from qti_host.services import definitions, module_available, runnable_module
+from qti_host.staff import staff_app
 from qti_runtime import ops
 from qti_runtime.settings import Settings
 
@@ -50,6 +52,7 @@ dead_letters_app = typer.Typer(help="Inspect and replay a service's dead-letter 
 reporting_app = typer.Typer(help="Reporting maintenance.", no_args_is_help=True)
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(reporting_app, name="reporting")
+app.add_typer(staff_app, name="staff")
 
 MAIL_SINK_HTTP_PORT = 8025
 DEMO_MODULE = "devtools.demo"
@@ -184,7 +187,7 @@ async def _wait_ready(urls: dict[str, str], timeout: float) -> list[str]:
     return sorted(pending)
 
 
-def _banner(settings: Settings, services: list[str], mail_sink: bool) -> str:
+def _banner(settings: Settings, services: list[str], mail_sink: bool, *, demo: bool = False) -> str:
     host = _local_host(settings)
     lines = ["", "qti-net is ready:"]
     for service in services:
@@ -193,6 +196,9 @@ def _banner(settings: Settings, services: list[str], mail_sink: bool) -> str:
     if "reporting" in services:
         lines.append(f"  {'dashboard':<13} http://{host}:{settings.reporting_port}/dashboard")
     lines.append(f"  {'portal':<13} {settings.portal_url}/")
+    if demo and settings.env != "production":  # devtools.demo prints the demo accounts' passwords above
+        accounts = "leitung@qti-demo.de, gotha@qti-demo.de (passwords: demo-data above)"
+        lines.append(f"  {'console':<13} {settings.portal_url}/verwaltung  demo: {accounts}")
     if mail_sink:
         port = os.environ.get("QTI_MAIL_SINK_HTTP_PORT", str(MAIL_SINK_HTTP_PORT))
         lines.append(f"  {'mail sink':<13} http://127.0.0.1:{port}/")
@@ -224,7 +230,7 @@ async def _startup(
             )
             code = await supervisor.wait_oneshot("demo-data")
             supervisor.say("demo data loaded" if code == 0 else f"loading demo data failed (exit {code})")
-    supervisor.say(_banner(settings, services, mail_sink))
+    supervisor.say(_banner(settings, services, mail_sink, demo=demo))
 
 
 async def run_local(settings: Settings) -> int:

@@ -61,6 +61,12 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+# FastAPI's answer to a body its JSON parser gave up on (other than a syntax error), e.g. nesting deeper
+# than the parser recurses: a German 422 like every other invalid body.
+_FASTAPI_UNPARSABLE_BODY = "There was an error parsing the body"
+UNPARSABLE_BODY = "Der Inhalt ist kein gültiges JSON oder zu tief verschachtelt."
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
@@ -68,6 +74,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == _FASTAPI_UNPARSABLE_BODY:  # e.g. nested too deep
+            return problem_response(
+                422, UNPARSABLE_BODY, errors=[{"field": "body", "message": UNPARSABLE_BODY}]
+            )
         return problem_response(
             exc.status_code, str(exc.detail), headers=dict(exc.headers) if exc.headers else None
         )

@@ -154,6 +154,12 @@ Slug = Annotated[
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
+NoticeVersion = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+    Field(description="Version label of a privacy notice text, e.g. `2026-12-v1`."),
+]
+
 
 class Payload(BaseModel):
     """Base of every payload: immutable, unknown fields are ignored (forward compatible)."""
@@ -251,6 +257,31 @@ class RejectionReason(StrEnum):
     COMPANY_LIMIT_REACHED = "company_limit_reached"
     WAITLIST_FULL = "waitlist_full"
     CONSENT_MISSING = "consent_missing"
+
+
+class RegistrationSource(StrEnum):
+    """Where a registration came from (attribution without personal data): an offer-alert mail, the
+    alternatives shown when an offering was full, or an expression of interest."""
+
+    ANGEBOTSALARM = "angebotsalarm"
+    ALTERNATIVE = "alternative"
+    INTERESSE = "interesse"
+
+
+def _known_source(value: Any) -> Any:
+    """A source not on the closed list is ignored (None), never a reason to refuse a registration."""
+    known = isinstance(value, str) and value in {s.value for s in RegistrationSource}
+    return value if known else None
+
+
+SourceField = Annotated[
+    RegistrationSource | None,
+    BeforeValidator(_known_source),
+    Field(
+        description="Since v2: where the registration came from (`angebotsalarm`, `alternative`, "
+        "`interesse`); any other value is ignored. No personal data."
+    ),
+]
 
 
 class CancellationCause(StrEnum):
@@ -431,6 +462,12 @@ class RegistrationRequested(Payload):
     participant: Participant
     company: Company
     privacy_consent: bool
+    privacy_notice_version: NoticeVersion | None = Field(
+        default=None,
+        description="Since v2: the version of the privacy notice the person consented to (DSGVO Art. 7(1): "
+        "the controller must be able to show the consent); registration stores it with the registration.",
+    )
+    source: SourceField = None
 
 
 PersonalToken = Annotated[
@@ -475,6 +512,7 @@ class RegistrationConfirmed(Payload):
     company: Company
     from_waitlist: bool = False
     occupancy: Occupancy | None = Field(default=None, description="Seats after this confirmation.")
+    source: SourceField = None  # the request's, on the first outcome of a request only
 
 
 class RegistrationWaitlisted(Payload):
@@ -486,6 +524,7 @@ class RegistrationWaitlisted(Payload):
     from_waitlist: bool = False
     position: PositiveInt = Field(description="Place on the waiting list; 1 = next in line.")
     occupancy: Occupancy | None = Field(default=None, description="Seats after this change.")
+    source: SourceField = None  # the request's, on the first outcome of a request only
 
 
 class RegistrationRejected(Payload):
@@ -701,6 +740,61 @@ class NotificationSent(Payload):
 class NotificationFailed(NotificationSent):
     error: ReasonText
     permanent: bool
+
+
+# --------------------------------------------------------------------------------------------------
+# Offer alerts ("Angebotsalarm") and interest ("Interesse melden"): no e-mail address in clear
+# --------------------------------------------------------------------------------------------------
+
+
+class AlertKind(StrEnum):
+    ALERT = "alert"  # a mail for each newly published matching offering (or a weekly digest)
+    INTEREST = "interest"  # one topic and one county where nothing is offered: told once, then ended
+
+
+class AlertFrequency(StrEnum):
+    IMMEDIATE = "immediate"
+    WEEKLY = "weekly"
+
+
+class AlertEndCause(StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    EXPIRED = "expired"  # never confirmed in time
+    FULFILLED = "fulfilled"  # an interest whose matching offering was published and mailed
+    FORGOTTEN = "forgotten"  # erased on request (`qti forget-person`)
+
+
+class AlertSubscription(Payload):
+    """A subscription's state change, carried by `notification.alert.subscribed` (pending, before the
+    double opt-in) and `notification.alert.confirmed`. The address stays in notification; only a keyed
+    pseudonym of it travels."""
+
+    subscription_id: Identifier
+    kind: AlertKind
+    recipient_ref: Pseudonym
+    topics: Annotated[list[Topic], Field(max_length=len(Topic))] = Field(default_factory=list)
+    kinds: Annotated[list[OfferingKind], Field(max_length=len(OfferingKind))] = Field(default_factory=list)
+    counties: Annotated[list[County], Field(max_length=len(County))] = Field(default_factory=list)
+    nodes: Annotated[list[Identifier], Field(max_length=100)] = Field(default_factory=list)
+    frequency: AlertFrequency = AlertFrequency.IMMEDIATE
+    consent_text_version: ShortText
+    source: ShortText = Field(description="Where the consent was given, e.g. `portal Angebotsalarm`.")
+
+
+AlertSubscribed = AlertSubscription
+AlertConfirmed = AlertSubscription
+
+
+class AlertEnded(Payload):
+    """`notification.alert.ended`: unsubscribed, expired unconfirmed, fulfilled (interest) or forgotten."""
+
+    subscription_id: Identifier
+    kind: AlertKind
+    recipient_ref: Pseudonym
+    cause: AlertEndCause
+    was_confirmed: bool
+    topics: Annotated[list[Topic], Field(max_length=len(Topic))] = Field(default_factory=list)
+    counties: Annotated[list[County], Field(max_length=len(County))] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------

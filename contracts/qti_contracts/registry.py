@@ -9,6 +9,8 @@ from pydantic import BaseModel, ValidationError
 
 from .envelope import CloudEvent
 from .events import (
+    AlertEnded,
+    AlertSubscription,
     FeedbackInvited,
     FeedbackSubmitted,
     KpiUpdated,
@@ -48,6 +50,9 @@ EVENT_TYPES: Final[dict[str, type[BaseModel]]] = {
     RoutingKey.NOTIFICATION_SENT: NotificationSent,
     RoutingKey.NOTIFICATION_FAILED: NotificationFailed,
     RoutingKey.KPI_UPDATED: KpiUpdated,
+    RoutingKey.ALERT_SUBSCRIBED: AlertSubscription,
+    RoutingKey.ALERT_CONFIRMED: AlertSubscription,
+    RoutingKey.ALERT_ENDED: AlertEnded,
 }
 """CloudEvents `type` (= routing key) → model of its `data`."""
 

@@ -39,6 +39,9 @@ class RoutingKey:
     NODE_UPDATED: Final = "catalogue.node.updated"
     NOTIFICATION_SENT: Final = "notification.sent"
     NOTIFICATION_FAILED: Final = "notification.failed"
+    ALERT_SUBSCRIBED: Final = "notification.alert.subscribed"
+    ALERT_CONFIRMED: Final = "notification.alert.confirmed"
+    ALERT_ENDED: Final = "notification.alert.ended"
     KPI_UPDATED: Final = "reporting.kpi.updated"
 
 

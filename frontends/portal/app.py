@@ -14,13 +14,15 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from frontends.portal import find, followup, mine, register
+from frontends.portal import alerts, alternatives, find, followup, mine, register
 from frontends.portal.backend import Backend, BackendUnavailable
 from frontends.portal.commands import CommandBus, ReplyStore
+from frontends.portal.console.install import close_console, install_console
 from frontends.portal.context import Portal, portal_of, template_environment
 from frontends.portal.security import BrowserSafety, FormKeys, Ownership, RateLimiter
 from frontends.portal.settings import PortalSettings
 from qti_runtime.bodylimit import BodyLimit
+from qti_runtime.client_address import ClientAddress
 from qti_runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -42,6 +44,7 @@ def build_portal(settings: PortalSettings) -> Portal:
         limiter=RateLimiter(redis, settings.redis_prefix, keys),
         keys=keys,
         templates=template_environment(),
+        clients=ClientAddress(settings.trusted_proxies),
     )
 
 
@@ -123,12 +126,21 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             await portal.backend.close()
             await _app.state.followup.close()
             await portal.replies.redis.aclose()
+            await close_console(_app)
 
     app = FastAPI(title="QTI-Portal", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.portal = portal
     app.state.followup = followup.FollowUp.connect(settings.notification_url, settings.registration_url)
-    for router in (find.router, register.router, mine.router, followup.router):
+    for router in (
+        find.router,
+        register.router,
+        mine.router,
+        alerts.router,
+        alternatives.router,
+        followup.router,
+    ):
         app.include_router(router)
+    install_console(app, settings)
     install_info_pages(app)
     install_health(app)
     install_error_pages(app)

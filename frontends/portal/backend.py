@@ -74,6 +74,29 @@ class Backend:
         found: dict[str, Any] | None = await self._get(self.catalogue, f"/offerings/{offering_id}")
         return found
 
+    async def alternatives(self, offering_id: str, county: str | None = None) -> list[dict[str, Any]]:
+        """Up to three offerings on the same topic with free seats, nearest first to `county` (a closed-list
+        code; anything else is not sent); [] when there are none or the offering is unknown."""
+        if not ID_PATTERN.match(offering_id):
+            return []
+        params = {"county": county} if county else None
+        found = await self._get(self.catalogue, f"/offerings/{offering_id}/alternatives", params=params)
+        return list(found["items"]) if found else []
+
+    async def node_calendar(self, node_id: str) -> bytes | None:
+        """The node's iCalendar feed from the catalogue; None for an unknown node."""
+        if not ID_PATTERN.match(node_id):
+            return None
+        try:
+            response = await self.catalogue.get(f"/nodes/{node_id}/calendar.ics")
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        if response.status_code in (404, 422):
+            return None
+        if response.status_code != 200:
+            raise BackendUnavailable(f"calendar: {response.status_code}")
+        return response.content
+
     async def request_status(self, request_id: str) -> dict[str, Any] | None:
         if not ID_PATTERN.match(request_id):
             return None

@@ -15,6 +15,7 @@ from frontends.portal.commands import CommandBus, ReplyStore
 from frontends.portal.forms import PRIVACY_NOTICE_VERSION
 from frontends.portal.security import CSRF_FIELD, FormKeys, Ownership, RateLimiter, RateRule
 from frontends.portal.settings import PortalSettings
+from qti_runtime.client_address import ClientAddress
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -38,6 +39,7 @@ class Portal:
     limiter: RateLimiter
     keys: FormKeys
     templates: Environment
+    clients: ClientAddress
 
     @property
     def post_rule(self) -> RateRule:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
 from frontends.portal import views
+from frontends.portal.alternatives import FULL_STATES, HEADING, alternative_items, source_of
 from frontends.portal.context import Portal, portal_of
 from frontends.portal.forms import form_key
 from qti_contracts import (
@@ -160,13 +161,19 @@ async def offering_page(
     node = await node_of(portal, offering)
     address = f"{node['address']}" if node else offering["node"]["town"]
     context.setdefault("form_key", form_key(None))
+    shown = card(offering)
+    full = shown["seat_state"] in FULL_STATES or shown["status"] == "cancelled"
+    alternatives = await alternative_items(portal, offering["offering_id"]) if full else []
+    context.setdefault("quelle", source_of(request.query_params.get("quelle")))
     return portal.render(
         request,
         "offering.html",
         status_code,
-        o=card(offering),
+        o=shown,
         node=node,
         node_host=(node or {}).get("host"),
+        alternatives=[card(item) | {"link": item["link"]} for item in alternatives],
+        alternatives_heading=HEADING,
         map_url=views.map_link(address),
         json_ld=views.json_ld(offering, node, portal.settings.portal_url),
         consent_label=CONSENT_LABEL,

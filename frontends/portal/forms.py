@@ -115,6 +115,8 @@ def _command(offering_id: str, form: Mapping[str, str], suffix: str = "") -> Por
             },
             "company": _company(form),
             "privacy_consent": True,
+            # Where the person came from (`quelle` of the link; the contract ignores unknown values).
+            "source": _text(form, "quelle")[:40] or None,
         }
     )
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from frontends.portal import views
+from frontends.portal.alternatives import HEADING, alternative_items, county_of, source_of
 from frontends.portal.backend import ID_PATTERN
 from frontends.portal.context import Portal, csrf_ok, portal_of, session_of, submitted_form
 from frontends.portal.find import (
@@ -71,8 +72,10 @@ async def refused(request: Request, form: dict[str, str], emails: list[str]) -> 
             "Das Formular ist abgelaufen oder wurde nicht von dieser Seite gesendet. Bitte laden Sie die "
             "Seite neu und senden Sie es noch einmal.",
         )
-    client = request.client.host if request.client else "unbekannt"
-    checks = [(portal.post_rule, client), *((portal.email_rule, e.lower()) for e in emails)]
+    checks = [
+        (portal.post_rule, portal.clients.of(request)),
+        *((portal.email_rule, e.lower()) for e in emails),
+    ]
     wait = await portal.limiter.wait_seconds(checks)
     if wait:
         page = portal.error_page(
@@ -113,16 +116,24 @@ async def register(request: Request, offering_id: str) -> Response:
     if result.errors:
         return await offering_page(
             request, offering, 422, values=result.values, errors=result.errors,
-            summary=summary_of(result.errors), form_key=key,
+            summary=summary_of(result.errors), form_key=key, quelle=source_of(form.get("quelle")),
         )  # fmt: skip
     (request_id,) = await publish(request, result, key)
-    return RedirectResponse(f"/anmeldung/{request_id}", status_code=303)
+    return RedirectResponse(outcome_url(request_id, form.get("landkreis")), status_code=303)
+
+
+def outcome_url(request_id: str, county: object) -> str:
+    """The outcome page; with the company's district (a closed-list code, no personal data) so that
+    alternatives to a full offering are shown nearest first."""
+    code = county_of(county)
+    return f"/anmeldung/{request_id}" + (f"?landkreis={code}" if code else "")
 
 
 def group_page(
     request: Request, offering: dict[str, Any], rows: int, status_code: int = 200, **context: Any
 ) -> Response:
     context.setdefault("form_key", form_key(None))
+    context.setdefault("quelle", source_of(request.query_params.get("quelle")))
     return portal_of(request).render(
         request, "group.html", status_code, o=card(offering), rows=rows, max_rows=MAX_EMPLOYEES,
         consent_label=GROUP_CONSENT_LABEL, **choice_options(), **context,
@@ -149,14 +160,17 @@ async def group_register(request: Request, offering_id: str) -> Response:
     if refusal is not None:
         return refusal
     key = form_key(form.get("anfrage_schluessel"))
+    quelle = source_of(form.get("quelle"))
     if form.get("aktion") == "zeile":
         values = {k: v for k, v in form.items() if k != "zeilen"}
-        return group_page(request, offering, min(rows + 1, MAX_EMPLOYEES), values=values, form_key=key)
+        return group_page(
+            request, offering, min(rows + 1, MAX_EMPLOYEES), values=values, form_key=key, quelle=quelle
+        )
     result = group_registration(offering["offering_id"], form)
     if result.errors:
         return group_page(
             request, offering, rows, 422, values=result.values, errors=result.errors,
-            summary=summary_of(result.errors), form_key=key,
+            summary=summary_of(result.errors), form_key=key, quelle=quelle,
         )  # fmt: skip
     request_ids = await publish(request, result, key)
     query = "&".join(f"anfrage={rid}" for rid in request_ids)
@@ -224,10 +238,24 @@ async def outcome(request: Request, request_id: str) -> Response:
     token = shown.pop("personal_token", None) if owner else None
     shown.pop("personal_token", None)
     link = f"/meine-anmeldung/{token}" if token else None
+    county = county_of(request.query_params.get("landkreis"))
     return portal.render(
         request, "outcome.html", outcome=shown, personal_link=link,
-        refresh_url=f"/anmeldung/{request_id}", **outcome_texts(shown),
+        refresh_url=outcome_url(request_id, county), **outcome_texts(shown),
+        alternatives=await outcome_alternatives(portal, shown, county), alternatives_heading=HEADING,
     )  # fmt: skip
+
+
+async def outcome_alternatives(
+    portal: Portal, outcome: dict[str, Any], county: str | None
+) -> list[dict[str, Any]]:
+    """Offerings with free seats when the request landed on the waiting list or found it full."""
+    full = outcome.get("status") == "waitlisted" or outcome.get("reason") == "waitlist_full"
+    offering_id = outcome.get("offering_id")
+    if not full or not isinstance(offering_id, str):
+        return []
+    found = await alternative_items(portal, offering_id, county)
+    return [card(item) | {"link": item["link"]} for item in found]
 
 
 def row_text(found: dict[str, Any] | None) -> str:

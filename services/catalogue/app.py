@@ -11,7 +11,9 @@ from services.catalogue import privacy
 from services.catalogue.api import install_german_validation, public_router, staff_read_router, staff_router
 from services.catalogue.consumers import SERVICE, subscriptions
 from services.catalogue.migrations_path import MIGRATIONS
+from services.catalogue.open_api import open_data_router
 from services.catalogue.service import CatalogueService
+from services.catalogue.staff_api import staff_directory_router
 
 
 class CatalogueSettings(Settings):
@@ -21,8 +23,10 @@ class CatalogueSettings(Settings):
 def routers(service: CatalogueService, settings: Settings) -> list[APIRouter]:
     return [
         public_router(service.db),
+        open_data_router(service.db),
         staff_router(service.db, settings),
         staff_read_router(service.db, settings),
+        staff_directory_router(service.db, settings),
     ]
 
 

@@ -76,6 +76,7 @@ _MESSAGES: dict[str, str] = {
     "uuid_type": "Bitte eine gültige ID (UUID) angeben.",
     "string_type": "Bitte einen Text angeben.",
     "string_too_long": "Der Text ist zu lang.",
+    "string_unicode": "Der Text enthält ungültige Zeichen (kein gültiges Unicode).",
     "bool_parsing": "Bitte true oder false angeben.",
     "bool_type": "Bitte true oder false angeben.",
     "json_invalid": "Der Inhalt ist kein gültiges JSON.",

@@ -10,6 +10,7 @@ from qti_contracts import RoutingKey
 from qti_runtime.db import Database
 from qti_runtime.definition import Job, ServiceDefinition
 from services.notification import certificate_api, privacy
+from services.notification.alert_api import alerts_router
 from services.notification.api import notifications_router
 from services.notification.consumers import SERVICE, subscriptions
 from services.notification.handlers import NotificationHandlers
@@ -19,7 +20,7 @@ from services.notification.settings import NotificationSettings
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def jobs(_handlers: NotificationHandlers, settings: NotificationSettings) -> list[Job]:
+def jobs(handlers: NotificationHandlers, settings: NotificationSettings) -> list[Job]:
     # The sender has its own small pool: under load the consumers keep every connection of the main pool
     # busy, and a sender queueing behind them for each claim and `sent` mark would nearly stop.
     sender_db = Database(settings.database_url, SERVICE, min_size=2, max_size=4)
@@ -32,12 +33,13 @@ def jobs(_handlers: NotificationHandlers, settings: NotificationSettings) -> lis
         finally:
             await sender_db.close()
 
-    return [("notification-sender", run_sender)]
+    return [("notification-sender", run_sender), ("notification-alerts", handlers.alerts.run)]
 
 
 def routers(handlers: NotificationHandlers, settings: NotificationSettings) -> list[APIRouter]:
     return [
         notifications_router(handlers.db, settings),
+        alerts_router(handlers.db, settings, handlers.alerts),
         certificate_api.public_router(handlers.db, settings),
         certificate_api.staff_router(handlers.db, settings, handlers.certificates),
     ]
@@ -49,7 +51,13 @@ DEFINITION: ServiceDefinition[NotificationSettings, NotificationHandlers] = Serv
     settings=NotificationSettings,
     service=NotificationHandlers,
     subscriptions=subscriptions,
-    publishes=(RoutingKey.NOTIFICATION_SENT, RoutingKey.NOTIFICATION_FAILED),
+    publishes=(
+        RoutingKey.NOTIFICATION_SENT,
+        RoutingKey.NOTIFICATION_FAILED,
+        RoutingKey.ALERT_SUBSCRIBED,
+        RoutingKey.ALERT_CONFIRMED,
+        RoutingKey.ALERT_ENDED,
+    ),
     routers=routers,
     jobs=jobs,
     migrations=MIGRATIONS,

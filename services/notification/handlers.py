@@ -11,8 +11,10 @@ named no valid participant) mails nobody.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Final
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from qti_contracts import (
     NodePublished,
@@ -20,6 +22,7 @@ from qti_contracts import (
     OfferingState,
     RegistrationCancelled,
     RegistrationRejected,
+    RejectionReason,
     RoutingKey,
 )
 from qti_contracts.envelope import RawEvent
@@ -28,6 +31,9 @@ from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
 from qti_runtime.unit_of_work import UnitOfWork, advisory_locks, unit_of_work
 from services.notification import domain, store
+from services.notification.alert_handlers import AlertService
+from services.notification.alternatives import PARAM as ALTERNATIVES
+from services.notification.alternatives import alternatives_param, save_seats
 from services.notification.certificate_handlers import CertificateHandlers
 from services.notification.deliveries import (
     DeliveryFactory,
@@ -52,6 +58,7 @@ class NotificationHandlers:
         self.settings = settings
         self.mails = DeliveryFactory(settings)
         self.certificates = CertificateHandlers(db, self.mails, self._add)
+        self.alerts = AlertService(db, settings)
 
     async def _add(self, uow: UnitOfWork, mails: Sequence[NewDelivery]) -> None:
         """Insert the mails' rows (the first to a new address with the privacy notice); wake the senders."""
@@ -89,6 +96,11 @@ class NotificationHandlers:
 
     async def _apply_outcomes(self, uow: UnitOfWork, outcomes: list[tuple[RawEvent, Outcome]]) -> None:
         """The caller claimed the events and holds the registrations' locks."""
+        await save_seats(uow.conn, [(o.data.offering_id, o.data.occupancy) for _, o in outcomes])
+        found: dict[tuple[str, str | None], list[dict[str, Any]]] = {}  # one lookup per offering and district
+        outcomes = [
+            (event, await self._with_alternatives(uow, outcome, found)) for event, outcome in outcomes
+        ]
         registrations = sorted({outcome.data.registration_id for _, outcome in outcomes})
         offerings = sorted({outcome.data.offering_id for _, outcome in outcomes})
         writes = plan_outcomes(
@@ -102,6 +114,19 @@ class NotificationHandlers:
         await self._add(uow, writes.mails)
         await store.skip_replaced_reminders(uow.conn, writes.kept_reminders)
 
+    async def _with_alternatives(
+        self, uow: UnitOfWork, outcome: Outcome, found: dict[tuple[str, str | None], list[dict[str, Any]]]
+    ) -> Outcome:
+        """A waiting-list outcome with up to three offerings on the same topic that have free seats."""
+        if outcome.incoming != "waitlisted":
+            return outcome
+        data = outcome.data
+        county = data.company.county.value if data.company.county is not None else None
+        key = (data.offering_id, county)
+        if key not in found:
+            found[key] = await alternatives_param(uow.conn, data.offering_id, county, datetime.now(UTC))
+        return outcome._replace(params={**outcome.params, ALTERNATIVES: found[key]})
+
     async def on_rejected(self, event: RawEvent, delivery: Delivery) -> None:
         data = parse_payload(RegistrationRejected, event)
         if data.recipient is None:
@@ -110,6 +135,10 @@ class NotificationHandlers:
         mail = self.mails.rejection(event, data, person_of(data.recipient))
         async with unit_of_work(self.db) as uow:
             if await uow.claim(CONSUMER, event.id):
+                if data.reason is RejectionReason.WAITLIST_FULL and data.offering_id:
+                    # The request's company is not on the rejection: ranked from the full offering's node.
+                    found = await alternatives_param(uow.conn, data.offering_id, None, datetime.now(UTC))
+                    mail = dataclasses.replace(mail, params={**mail.params, ALTERNATIVES: found})
                 await self._add(uow, [mail])
 
     async def on_cancelled(self, event: RawEvent, delivery: Delivery) -> None:
@@ -118,6 +147,8 @@ class NotificationHandlers:
             if not await uow.claim(CONSUMER, event.id):
                 return
             await store.lock(uow.conn, "registration", data.registration_id)
+            # After the registration's lock, as in a batch of outcomes: one lock order, no deadlock.
+            await save_seats(uow.conn, [(data.offering_id, data.occupancy)])
             current = await store.get_recipient(uow.conn, data.registration_id)
             if current is not None and current.status == "cancelled":
                 return  # already cancelled (e.g. by the offering's cancellation)
@@ -166,6 +197,8 @@ class NotificationHandlers:
             await store.save_offering(uow.conn, state)
             if previous is not None and previous.cancelled:
                 return
+            if event.type == RoutingKey.OFFERING_PUBLISHED:
+                await self.alerts.on_published(uow, event, state)  # offer alerts and interest
             before = previous.state if previous is not None else None
             if before is None:  # first sight: reminders of recipients that arrived before the offering
                 await self._tell_live_recipients(uow, event, state, before=None)

@@ -13,6 +13,7 @@ import binascii
 import functools
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -25,6 +26,10 @@ import aiosmtplib
 from services.notification.render import RenderedMail, clean_line
 
 ICS_FILENAME: Final = "termine.ics"
+# Headers the builders write themselves; an extra header may not repeat or replace one.
+_OWN_HEADERS: Final = frozenset(
+    {"from", "to", "subject", "date", "message-id", "content-type", "mime-version", "reply-to"}
+)
 _EMAIL_RE: Final = re.compile(r"[^@\s<>\"(),;:\\\[\]]+@[^@\s<>\"(),;:\\\[\]]+\.[^@\s<>\"(),;:\\\[\]]+")
 _MSGID_RE: Final = re.compile(r"^<?([!-;=?-~]+@[!-;=?-~]+)>?$")  # printable ASCII, no "<" / ">"
 
@@ -101,6 +106,7 @@ def build_message(
     reply_to: MailAddress | None = None,
     date: datetime | None = None,
     pdf: tuple[str, bytes] | None = None,
+    extra_headers: Sequence[tuple[str, str]] = (),
 ) -> EmailMessage:
     """A multipart message: text + HTML alternatives and, if given, the ``.ics`` attachment.
 
@@ -117,6 +123,8 @@ def build_message(
     msg["Message-ID"] = normalise_message_id(message_id)
     msg["Content-Language"] = "de"
     msg["Auto-Submitted"] = "auto-generated"
+    for name, value in extra_headers:
+        msg[name] = _safe_extra(name, value)
     msg.set_content(rendered.text, subtype="plain", charset="utf-8")
     msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
     if ics is not None:
@@ -149,6 +157,15 @@ def _header(name: str, value: str) -> bytes:
     if "\r" in value or any(not rest[:1].isspace() or rest[:1] in "\r\n" for rest in value.split("\n")[1:]):
         raise ValueError(f"unsafe {name} header")
     return f"{name}: {value}\n".encode("ascii")
+
+
+def _safe_extra(name: str, value: str) -> str:
+    """An extra header (e.g. `List-Unsubscribe`): a known name, printable ASCII on one line, short."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,60}", name) or name.lower() in _OWN_HEADERS:
+        raise ValueError(f"unsupported extra header {name!r}")
+    if len(value) > 900 or not all(" " <= ch <= "~" for ch in value):
+        raise ValueError(f"unsafe {name} header")
+    return value
 
 
 def _encoded_words(text: str) -> str:
@@ -256,6 +273,7 @@ def build_outgoing(
     ics_method: Literal["REQUEST", "CANCEL"] = "REQUEST",
     date: datetime | None = None,
     pdf: tuple[str, bytes] | None = None,
+    extra_headers: Sequence[tuple[str, str]] = (),
 ) -> OutgoingMail | EmailMessage:
     """The same message as :func:`build_message`, serialised directly: the sender's one mail path.
 
@@ -275,15 +293,9 @@ def build_outgoing(
     to_address = _header_address(recipient)
     if not (from_address.addr_spec.isascii() and to_address.addr_spec.isascii()):
         return build_message(
-            rendered=rendered,
-            sender=sender,
-            recipient=recipient,
-            message_id=message_id,
-            ics=ics,
-            ics_method=ics_method,
-            date=date,
-            pdf=pdf,
-        )
+            rendered=rendered, sender=sender, recipient=recipient, message_id=message_id, ics=ics,
+            ics_method=ics_method, date=date, pdf=pdf, extra_headers=extra_headers,
+        )  # fmt: skip
     if ics_method not in ("REQUEST", "CANCEL"):
         raise ValueError(f"unsupported iTIP method {ics_method!r}")
     msgid = normalise_message_id(message_id)
@@ -296,6 +308,7 @@ def build_outgoing(
             _header("Date", format_datetime((date or datetime.now(UTC)).astimezone(UTC))),
             _header("Message-ID", msgid),
             b"Content-Language: de\nAuto-Submitted: auto-generated\nMIME-Version: 1.0\n",
+            *(_header(name, _safe_extra(name, value)) for name, value in extra_headers),
             _header("Content-Type", content_type),
         )
     )

@@ -25,7 +25,10 @@ from services.notification.store import DeliveryRow
 
 log = get_logger(__name__)
 
-UNSOLICITED_TEMPLATES: Final = frozenset({"rejected", "waitlisted"})
+# Sign-up confirmations (offer alerts, interest) count too, whoever the address belongs to: anyone can
+# type anyone's address into the form, so repeated sign-ups must not become a mail cannon.
+SIGNUP_TEMPLATES: Final = frozenset({"alert_confirm"})
+UNSOLICITED_TEMPLATES: Final = frozenset({"rejected", "waitlisted"}) | SIGNUP_TEMPLATES
 DAY: Final = 86_400
 
 # Uses the expression indexes `recipients_email` (migrations/0002) and `deliveries_email` (0003).
@@ -45,7 +48,7 @@ class MailCap:
         """Why the mail of `row` must not go out (the cap is reached), or None to send it."""
         if row.template not in UNSOLICITED_TEMPLATES or row.attempts != 1:
             return None  # a later attempt of a row was counted on its first
-        if await conn.fetchval(_CONFIRMED, row.person.email):
+        if row.template not in SIGNUP_TEMPLATES and await conn.fetchval(_CONFIRMED, row.person.email):
             return None
         if self._rule.limit > 0:
             (verdict,) = await self._limiter.hit(conn, [(self._rule, mailbox(row.person.email))])
@@ -58,6 +61,6 @@ class MailCap:
             recipient_ref=row.recipient_ref,
         )
         return (
-            f"unterdrückt: mehr als {self._rule.limit} unaufgeforderte Mails (Absage, Warteliste) an diese "
-            "Adresse an einem Tag, und sie hat noch keine bestätigte Anmeldung"
+            f"unterdrückt: mehr als {self._rule.limit} unaufgeforderte Mails (Absage, Warteliste, "
+            "Bestätigungsbitte) an diese Adresse an einem Tag"
         )

@@ -99,8 +99,10 @@ async def _forget(conn: asyncpg.Connection, target: str) -> int:
             FORGOTTEN,
         )
     )
-    log.info("privacy.forgotten", recipients=recipients, deliveries=deliveries)
-    return recipients + deliveries
+    # Offer alerts and interest of the address (ended ones hold no address any more).
+    subscriptions = _count(await conn.execute(f"DELETE FROM alert_subscriptions WHERE {_MATCH}", target))
+    log.info("privacy.forgotten", recipients=recipients, deliveries=deliveries, subscriptions=subscriptions)
+    return recipients + deliveries + subscriptions
 
 
 def _count(status: str) -> int:

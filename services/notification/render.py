@@ -162,6 +162,17 @@ class OfferingInfo:
     registration_deadline: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AlternativeInfo:
+    """An offering on the same topic with free seats (waiting-list mails) and its portal link."""
+
+    title: str
+    node: str
+    starts_at: datetime
+    seats_left: int
+    url: str
+
+
 # The sentence before the personal link: after a cancellation there is nothing left to cancel.
 PERSONAL_LINK_DEFAULT: Final = "Ihre Anmeldung ansehen oder absagen:"
 PERSONAL_LINK_TEXT: Final = {
@@ -194,6 +205,7 @@ class MailContext:
     # The first mail to an address says what is done with data the person may not have given us
     # themselves (a company coordinator registered them): DSGVO Art. 14.
     privacy_notice: bool = False
+    alternatives: tuple[AlternativeInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +434,17 @@ def _contact_view(ctx: MailContext) -> dict[str, str]:
     }
 
 
+def _alternative_view(alternative: AlternativeInfo) -> dict[str, str]:
+    seats = alternative.seats_left
+    return {
+        "title": clean_line(alternative.title, MAX_TITLE_BODY) or "Veranstaltung",
+        "node": clean_line(alternative.node, 150),
+        "date": format_date(alternative.starts_at),
+        "seats": "1 freier Platz" if seats == 1 else f"{seats} freie Plätze",
+        "url": clean_line(alternative.url, 500),
+    }
+
+
 def _require(condition: bool, case: str, what: str) -> None:
     if not condition:
         raise MailContextError(f"case {case!r} needs {what}")
@@ -514,6 +537,7 @@ def build_template_context(case: str, ctx: MailContext) -> dict[str, Any]:
         "privacy_url": clean_line(ctx.privacy_url, 500) if ctx.privacy_url else "",
         "has_calendar": ctx.has_calendar,
         "privacy_notice": ctx.privacy_notice,
+        "alternatives": [_alternative_view(a) for a in ctx.alternatives[:3]],
     }
 
 

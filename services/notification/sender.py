@@ -51,7 +51,9 @@ from qti_runtime.consumer import is_transient
 from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
 from qti_runtime.unit_of_work import unit_of_work
-from services.notification import domain, store
+from services.notification import alert_mail, alerts, domain, store
+from services.notification.alternatives import PARAM as ALTERNATIVES
+from services.notification.alternatives import alternative_infos
 from services.notification.calendar import build_ics
 from services.notification.certificate_mail import (
     EXTRA_TEMPLATES,
@@ -242,7 +244,7 @@ class Sender:
         return len(rows)
 
     async def _load_replicas(self, conn: asyncpg.Connection, rows: list[DeliveryRow]) -> Replicas:
-        offering_ids = sorted({r.offering_id for r in rows if r.offering_id})
+        offering_ids = sorted({o for r in rows for o in alert_mail.offering_ids(r)})
         offerings = await store.get_offerings(conn, offering_ids)
         node_ids = sorted({o.state.node_id for o in offerings.values() if o.state is not None})
         nodes = await store.get_nodes(conn, node_ids)
@@ -333,6 +335,22 @@ class Sender:
             privacy_notice=bool(row.params.get(PRIVACY_NOTICE)),
         )
 
+    def _prepare_alert(self, row: DeliveryRow, replicas: Replicas) -> OutgoingMail | EmailMessage | Skip:
+        """An offer-alert or interest mail (alert_mail.py), with List-Unsubscribe where it belongs."""
+        try:
+            mail = alert_mail.render(row, replicas.offerings, replicas.nodes, self.settings)
+        except alert_mail.OfferingMissing as exc:
+            raise CatalogueDataMissing(f"Angebot {exc}") from exc
+        if mail is None:
+            return Skip("Angebot inzwischen abgesagt")
+        return build_outgoing(
+            rendered=mail.rendered,
+            sender=self._sender_address,
+            recipient=MailAddress(row.person.email),
+            message_id=row.message_id,
+            extra_headers=mail.headers,
+        )
+
     def _personal_link(self, row: DeliveryRow, replicas: Replicas) -> str | None:
         """The participant's link `{QTI_PORTAL_URL}/meine-anmeldung/{token}`; registration derives the
         same token from the same request id with the same key, so it travels nowhere but in this mail."""
@@ -344,6 +362,8 @@ class Sender:
 
     def prepare(self, row: DeliveryRow, replicas: Replicas) -> OutgoingMail | EmailMessage | Skip:
         """Render the mail of `row` from the replicas (or tell why it must not go out any more)."""
+        if row.template in alerts.ALERT_TEMPLATES:
+            return self._prepare_alert(row, replicas)
         offering_row = replicas.offerings.get(row.offering_id) if row.offering_id else None
         state = offering_row.state if offering_row is not None else None
         if row.template == "reminder":
@@ -412,6 +432,7 @@ class Sender:
             network_email=self.settings.network_email,
             has_calendar=ics_method is not None,
             privacy_notice=bool(params.get(PRIVACY_NOTICE)),
+            alternatives=alternative_infos(params.get(ALTERNATIVES), self.settings.portal_url),
         )
 
     def _calendar(

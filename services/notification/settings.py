@@ -52,6 +52,23 @@ class NotificationSettings(Settings):
         default=120, ge=1, description="public certificate checks per client address and minute"
     )
 
+    # Offer alerts and interest (alerts.py): unconfirmed sign-ups are purged after `alert_confirm_hours`;
+    # weekly subscribers get at most one digest per `alert_digest_period_seconds`; the job that sends due
+    # digests and purges runs every `alert_maintenance_seconds`.
+    alert_confirm_hours: float = Field(default=72.0, gt=0, le=24 * 30)
+    alert_digest_period_seconds: float = Field(default=7 * 86_400.0, ge=0)
+    alert_maintenance_seconds: float = Field(default=300.0, gt=0)
+    # POST /alerts per client address and per e-mail address (429 beyond); behind the portal the client
+    # is the address the portal names in X-Forwarded-For, trusted only from `QTI_TRUSTED_PROXIES`.
+    alert_rate_per_client: int = Field(default=30, ge=1)
+    alert_rate_client_window_seconds: int = Field(default=60, ge=1, le=86_400)
+    alert_rate_per_email: int = Field(default=5, ge=1)
+    alert_rate_email_window_seconds: int = Field(default=3600, ge=1, le=86_400)
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated reverse proxies (the portal) whose X-Forwarded-For is used",
+    )
+
     @property
     def send_timeout(self) -> float:
         """Upper bound of one SMTP delivery (connect + conversation); the lease must outlast it."""

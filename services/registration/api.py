@@ -76,6 +76,34 @@ class CancelBody(BaseModel):
     reason: Annotated[str, Field(max_length=500)] | None = None
 
 
+class PromoteBody(BaseModel):
+    over_capacity: bool = Field(
+        default=False,
+        description="The organiser's explicit decision to confirm beyond the capacity when no seat is free.",
+    )
+
+
+StaffActorHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Staff-Actor",
+        description="Who acts (the staff console's account), recorded with the action; at most 200 "
+        "characters, no control characters.",
+    ),
+]
+
+
+def checked_actor(value: str | None) -> str:
+    """The acting staff member as recorded; `staff` if the caller names nobody; 422 if malformed."""
+    if value is None or not value.strip():
+        return "staff"
+    if len(value) > 200 or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise Problem(
+            422, "Die Kopfzeile X-Staff-Actor ist ungültig: höchstens 200 Zeichen, ohne Steuerzeichen."
+        )
+    return value.strip()
+
+
 class AttendanceRecord(BaseModel):
     registration_id: Annotated[str, Field(min_length=1, max_length=100)]
     attended: bool
@@ -209,6 +237,23 @@ class RegistrationApi:
     async def offering_registrations(self, offering_id: str) -> list[dict[str, Any]]:
         return await self.queries.offering_registrations(offering_id)
 
+    async def promote(
+        self,
+        offering_id: str,
+        registration_id: str,
+        body: PromoteBody | None = None,
+        actor: StaffActorHeader = None,
+    ) -> dict[str, Any]:
+        who = checked_actor(actor)
+        over_capacity = body.over_capacity if body else False
+        try:
+            await self.service.promote_by_hand(offering_id, registration_id, who, over_capacity=over_capacity)
+        except NotFound as exc:
+            raise Problem(404, NOT_FOUND) from exc
+        except Conflict as exc:
+            raise Problem(409, str(exc)) from exc
+        return await self.view_or_404(registration_id, Caller(staff=True))
+
     async def attendance(self, offering_id: str, session_id: str, body: AttendanceBody) -> dict[str, int]:
         records = {r.registration_id: r.attended for r in body.records}
         try:
@@ -275,6 +320,13 @@ ROUTES: Final = (
         "/offerings/{offering_id}/registrations",
         "offering_registrations",
         "Staff: registrations of an offering",
+        staff=True,
+    ),
+    Route(
+        "POST",
+        "/offerings/{offering_id}/registrations/{registration_id}/promote",
+        "promote",
+        "Staff: move a waitlisted person to a confirmed seat by hand (an organiser's decision)",
         staff=True,
     ),
     Route(

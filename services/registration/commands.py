@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from pydantic import SecretStr, TypeAdapter, ValidationError
@@ -29,7 +30,7 @@ from qti_runtime.unit_of_work import UnitOfWork
 from services.registration import domain, store
 from services.registration.access import STAFF, Caller, Conflict, NotFound
 from services.registration.repository import RequestContext, SeatRepository
-from services.registration.seats import Applicant, CannotCancel, OfferingSeats, rejection
+from services.registration.seats import Applicant, CannotCancel, CannotPromote, OfferingSeats, rejection
 from services.registration.settings import RegistrationSettings
 
 Clock = Callable[[], datetime]
@@ -204,7 +205,8 @@ class RegistrationCommands:
         applicant = Applicant.of(ctx.request_id, request)
         await repo.load_holders([(seats.offering_id, applicant)])
         seats.request(applicant, self.clock())
-        await repo.publish(seats, ctx.correlation_id, ctx)
+        consented = replace(ctx, privacy_notice_version=request.privacy_notice_version, source=request.source)
+        await repo.publish(seats, ctx.correlation_id, consented)
 
     async def expire_deferred(self, uow: UnitOfWork) -> int:
         """Requests whose offering never arrived get `offering_not_found` once the wait is over."""
@@ -262,6 +264,25 @@ class RegistrationCommands:
         except CannotCancel as exc:
             raise Conflict(str(exc)) from exc
         await repo.fill_free_seats(seats, now, correlation_id)
+        await repo.save()
+
+    async def promote_by_hand(
+        self, uow: UnitOfWork, offering_id: str, registration_id: str, actor: str, *, over_capacity: bool
+    ) -> None:
+        """An organiser moves a waitlisted person to a confirmed seat (see `OfferingSeats.promote_by_hand`),
+        recording who decided; the same `registration.confirmed` follows as for an automatic promotion.
+        Raises NotFound (unknown, or not this offering's) or Conflict (not waitlisted, no free seat)."""
+        repo = self._repository(uow)
+        seats = await repo.get(offering_id)  # lock order: offering, then registration
+        registration = await store.get_registration(uow.conn, registration_id, lock=True)
+        if seats is None or registration is None or registration.offering_id != offering_id:
+            raise NotFound(registration_id)
+        try:
+            seats.promote_by_hand(registration, over_capacity=over_capacity)
+        except CannotPromote as exc:
+            raise Conflict(str(exc)) from exc
+        await repo.publish(seats, f"promote-{registration_id}")
+        await store.set_promoted(uow.conn, registration_id, actor, self.clock())
         await repo.save()
 
     # Catalogue ---------------------------------------------------------------------------------------

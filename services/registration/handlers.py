@@ -130,6 +130,18 @@ class RegistrationService:
         assert row is not None
         return row
 
+    async def promote_by_hand(
+        self, offering_id: str, registration_id: str, actor: str, *, over_capacity: bool
+    ) -> store.RegistrationRow:
+        """HTTP entry (staff): an organiser's manual promotion; raises NotFound or Conflict."""
+        async with unit_of_work(self.db) as uow:
+            await self.commands.promote_by_hand(
+                uow, offering_id, registration_id, actor, over_capacity=over_capacity
+            )
+            row = await store.get_registration(uow.conn, registration_id)
+        assert row is not None
+        return row
+
     # Catalogue ---------------------------------------------------------------------------------------
 
     async def on_offering_changed(self, event: RawEvent, delivery: Delivery) -> None:

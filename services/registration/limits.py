@@ -14,17 +14,14 @@ anyone could choose their own address.
 
 from __future__ import annotations
 
-import ipaddress
-
 from fastapi import Request
 from pydantic import Field, field_validator
 from starlette.exceptions import HTTPException
 
+from qti_runtime.client_address import ClientAddress, trusted_networks
 from qti_runtime.db import Database
 from qti_runtime.ratelimit import RateLimiter, Rule, Verdict, mailbox
 from qti_runtime.settings import Settings
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class RateLimitSettings(Settings):
@@ -46,19 +43,15 @@ class RateLimitSettings(Settings):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: str) -> str:
-        _networks_of(value)  # a typo fails at start, not silently at the first request
+        trusted_networks(value)  # a typo fails at start, not silently at the first request
         return value
-
-
-def _networks_of(text: str) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
 
 
 class SubmissionLimits:
     def __init__(self, db: Database, settings: RateLimitSettings) -> None:
         self._db = db
         self._limiter = RateLimiter(settings.link_secret.get_secret_value())
-        self._trusted = _networks_of(settings.trusted_proxies)
+        self._clients = ClientAddress(settings.trusted_proxies)
         self._per_client = Rule(
             "registration.client",
             settings.registration_rate_per_client,
@@ -85,36 +78,7 @@ class SubmissionLimits:
             raise HTTPException(429, _detail(verdict), headers={"Retry-After": str(verdict.retry_after)})
 
     def client_of(self, request: Request) -> str:
-        """The client's address: the peer, or behind trusted proxies the last untrusted hop they name.
-
-        IPv6 clients count per /64 network: one connection usually has a whole /64 to choose from."""
-        peer = _address(request.client.host if request.client else "")
-        if peer is not None and self._is_trusted(peer):
-            hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",")]
-            for hop in reversed(hops):
-                address = _address(hop)
-                if address is None:
-                    break  # garbage from the client: the hop before it is all we can vouch for
-                peer = address
-                if not self._is_trusted(address):
-                    break
-        if peer is None:
-            return "unknown"
-        if isinstance(peer, ipaddress.IPv6Address):
-            if peer.ipv4_mapped is not None:
-                return str(peer.ipv4_mapped)
-            return str(ipaddress.ip_network(f"{peer}/64", strict=False))
-        return str(peer)
-
-    def _is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        return any(address in network for network in self._trusted)
-
-
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
+        return self._clients.of(request)
 
 
 def _detail(verdict: Verdict) -> str:

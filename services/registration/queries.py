@@ -11,6 +11,7 @@ from qti_runtime import links
 from qti_runtime.db import Database
 from services.registration import store
 from services.registration.access import Caller
+from services.registration.domain import Status
 
 _STATUS_OF_OUTCOME: dict[str, str] = {
     RoutingKey.REGISTRATION_CONFIRMED: "confirmed",
@@ -62,7 +63,15 @@ class RegistrationQueries:
     async def offering_registrations(self, offering_id: str) -> list[dict[str, Any]]:
         async with self.db.pool.acquire() as conn:
             rows = await store.registrations_of_offering(conn, offering_id)
-        return [registration_view(row, None) for row in rows]
+            attendance = await store.attendance_of_offering(conn, offering_id)
+        views = []
+        waiting = 0
+        for row in rows:
+            waiting += row.status == Status.WAITLISTED
+            view = registration_view(row, waiting if row.status == Status.WAITLISTED else None)
+            view["attendance"] = attendance.get(row.registration_id, {})
+            views.append(view)
+        return views
 
 
 def registration_view(row: store.RegistrationRow, position: int | None) -> dict[str, Any]:
@@ -77,6 +86,10 @@ def registration_view(row: store.RegistrationRow, position: int | None) -> dict[
         "company": row.company,
         "cancel_cause": row.cancel_cause,
         "completion": row.completion,
+        # Consent is shown by the notice's version and the registration's time (DSGVO Art. 7(1)).
+        "privacy_notice_version": row.privacy_notice_version,
+        "promoted_by": row.promoted_by,
+        "promoted_at": row.promoted_at.isoformat() if row.promoted_at else None,
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
     }

@@ -25,6 +25,7 @@ from qti_contracts import (
     RegistrationCancelled,
     RegistrationConfirmed,
     RegistrationRejected,
+    RegistrationSource,
     RegistrationWaitlisted,
     RoutingKey,
     make_event,
@@ -60,6 +61,21 @@ class RequestContext:
     correlation_id: str
     reply_to: str | None = None
     reply_correlation_id: str | None = None
+    # The privacy notice the person consented to, kept with the registration the request makes.
+    privacy_notice_version: str | None = None
+    # Where the request came from (an alert, an alternative, interest): carried on its first outcome.
+    source: RegistrationSource | None = None
+
+
+def _attributed(event: SeatEvent, ctx: RequestContext | None) -> SeatEvent:
+    """The first outcome of a request carries the request's source (an alert, an alternative)."""
+    if ctx is None or ctx.source is None:
+        return event
+    if not isinstance(event, RegistrationConfirmed | RegistrationWaitlisted):
+        return event
+    if event.from_waitlist or event.request_id != ctx.request_id:
+        return event
+    return event.model_copy(update={"source": ctx.source})
 
 
 def _subject(event: SeatEvent) -> str:
@@ -133,6 +149,7 @@ class SeatRepository:
             await self.record(event, correlation_id, ctx)
 
     async def record(self, event: SeatEvent, correlation_id: str, ctx: RequestContext | None = None) -> None:
+        event = _attributed(event, ctx)
         cloud = make_event(
             ROUTING_KEYS[type(event)],
             event,
@@ -166,7 +183,8 @@ class SeatRepository:
         token = None
         if not isinstance(event, RegistrationRejected):
             token = links.personal_token(self.link_secret, ctx.request_id)
-            self._registrations.append(_new_registration(event, links.token_hash(token)))
+            registration = _new_registration(event, links.token_hash(token), ctx.privacy_notice_version)
+            self._registrations.append(registration)
         if ctx.reply_to:
             body = None
             if token is not None:
@@ -193,7 +211,7 @@ class SeatRepository:
 
 
 def _new_registration(
-    event: RegistrationConfirmed | RegistrationWaitlisted, token_hash: str
+    event: RegistrationConfirmed | RegistrationWaitlisted, token_hash: str, notice_version: str | None
 ) -> store.NewRegistration:
     applicant = Applicant(event.request_id, event.participant, event.company, consent=True)
     return store.NewRegistration(
@@ -206,4 +224,5 @@ def _new_registration(
         participant=event.participant.model_dump(mode="json"),
         company=event.company.model_dump(mode="json"),
         token_hash=token_hash,
+        privacy_notice_version=notice_version,
     )

@@ -42,8 +42,20 @@ STARTED_DETAIL = (
 )
 
 
+NOT_WAITLISTED = "Diese Person steht nicht (mehr) auf der Warteliste."
+NOT_PUBLISHED = "Das Angebot ist nicht veröffentlicht; niemand kann nachrücken."
+NO_FREE_SEAT = (
+    "Es ist kein Platz frei. Wer trotzdem nachrücken soll, braucht die ausdrückliche Entscheidung, "
+    "die Kapazität zu überschreiten."
+)
+
+
 class CannotCancel(Exception):
     """The registration cannot be cancelled (any more); the message says why, in German."""
+
+
+class CannotPromote(Exception):
+    """The person cannot be moved off the waiting list by hand; the message says why, in German."""
 
 
 @dataclass(frozen=True)
@@ -253,6 +265,28 @@ class OfferingSeats:
             self.events.append(event)
             promoted.append(event)
         return promoted
+
+    def promote_by_hand(self, holder: Holder, *, over_capacity: bool) -> RegistrationConfirmed:
+        """An organiser moves one person off the waiting list, out of its order. Only into a free seat,
+        unless the organiser explicitly decides to exceed the capacity (`over_capacity`); only while
+        the offering is published (staff may still do it once it has begun, e.g. on the first day)."""
+        if holder.status != Status.WAITLISTED:
+            raise CannotPromote(NOT_WAITLISTED)
+        if self.offering.status != OfferingStatus.PUBLISHED:
+            raise CannotPromote(NOT_PUBLISHED)
+        if self.confirmed >= self.offering.capacity and not over_capacity:
+            raise CannotPromote(NO_FREE_SEAT)
+        event = RegistrationConfirmed(
+            registration_id=holder.registration_id,
+            request_id=holder.request_id,
+            offering_id=self.offering_id,
+            participant=holder.participant,
+            company=holder.company,
+            from_waitlist=True,
+            occupancy=self._change(confirmed=1, waitlisted=-1),
+        )
+        self.events.append(event)
+        return event
 
     # Bookkeeping -------------------------------------------------------------------------------------
 

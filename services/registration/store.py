@@ -181,6 +181,9 @@ class RegistrationRow:
     updated_at: datetime
     cancel_cause: str | None
     completion: dict[str, Any] | None
+    privacy_notice_version: str | None = None
+    promoted_by: str | None = None
+    promoted_at: datetime | None = None
 
 
 def _registration(record: asyncpg.Record) -> RegistrationRow:
@@ -198,6 +201,9 @@ def _registration(record: asyncpg.Record) -> RegistrationRow:
         updated_at=record["updated_at"],
         cancel_cause=record["cancel_cause"],
         completion=json.loads(completion) if completion else None,
+        privacy_notice_version=record.get("privacy_notice_version"),
+        promoted_by=record.get("promoted_by"),
+        promoted_at=record.get("promoted_at"),
     )
 
 
@@ -212,6 +218,7 @@ class NewRegistration:
     participant: dict[str, Any]
     company: dict[str, Any]
     token_hash: str
+    privacy_notice_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,13 +249,13 @@ async def write_decisions(
         """
         WITH registered AS (
             INSERT INTO registrations (registration_id, request_id, offering_id, status, email, company_key,
-                                       participant, company, token_hash)
+                                       participant, company, token_hash, privacy_notice_version)
             SELECT registration_id, request_id, offering_id, status, email, company_key, participant, company,
-                   token_hash
+                   token_hash, privacy_notice_version
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
-                        $8::jsonb[], $17::text[]) WITH ORDINALITY
+                        $8::jsonb[], $17::text[], $18::text[]) WITH ORDINALITY
                 AS n(registration_id, request_id, offering_id, status, email, company_key, participant,
-                     company, token_hash, ord)
+                     company, token_hash, privacy_notice_version, ord)
             ORDER BY ord
         ), seats AS (
             UPDATE offerings o SET confirmed = c.confirmed, waitlisted = c.waitlisted,
@@ -281,6 +288,7 @@ async def write_decisions(
         [o.outcome_type for o in outcomes],
         [o.outcome_json for o in outcomes],
         [r.token_hash for r in registrations],
+        [r.privacy_notice_version for r in registrations],
     )
 
 
@@ -509,3 +517,25 @@ async def registrations_of_offering(conn: asyncpg.Connection, offering_id: str) 
         "SELECT * FROM registrations WHERE offering_id = $1 ORDER BY waitlist_seq", offering_id
     )
     return [_registration(r) for r in records]
+
+
+async def attendance_of_offering(conn: asyncpg.Connection, offering_id: str) -> dict[str, dict[str, bool]]:
+    """Per registration of the offering: session id -> attended, as recorded so far."""
+    records = await conn.fetch(
+        "SELECT a.registration_id, a.session_id, a.attended FROM attendance a"
+        " JOIN registrations r USING (registration_id) WHERE r.offering_id = $1",
+        offering_id,
+    )
+    found: dict[str, dict[str, bool]] = {}
+    for r in records:
+        found.setdefault(r["registration_id"], {})[r["session_id"]] = r["attended"]
+    return found
+
+
+async def set_promoted(conn: asyncpg.Connection, registration_id: str, actor: str, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE registrations SET promoted_by = $2, promoted_at = $3 WHERE registration_id = $1",
+        registration_id,
+        actor,
+        now,
+    )

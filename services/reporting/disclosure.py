@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Final, cast
 
-from qti_contracts import MIN_GROUP_SIZE, AgeBand, Gender, RejectionReason, SizeClass
+from qti_contracts import MIN_GROUP_SIZE, AgeBand, Gender, RegistrationSource, RejectionReason, SizeClass
 from services.reporting.domain import (
     ATTENDED_UNITS,
     INDICATOR_BY_KEY,
@@ -33,6 +33,7 @@ _GENDERS: Final = [f"participants_gender_{g.value}" for g in Gender]
 _AGES: Final = [f"participants_age_{a.value}" for a in AgeBand]
 _SIZES: Final = [f"companies_{s.value}" for s in SizeClass]
 _SMES: Final = ["companies_micro", "companies_small", "companies_medium"]
+_SOURCES: Final = [f"registrations_source_{s.value}" for s in RegistrationSource]
 
 # Relations inside one row: (left side, right side); a name starting with "~" is an unpublished
 # remainder (at least 0). Every relation holds for every row by how the figures are computed.
@@ -62,12 +63,16 @@ ADDITIVE: Final = frozenset(
         "rejected",
         *_REASONS,
         "cancelled",
+        *_SOURCES,
         "unmet_demand",
         "participations",
         "completions",
         "certificate_eligible",
         "notifications_sent",
         "notifications_failed",
+        "alerts_sent",
+        "alert_signups_confirmed",
+        "interest_unmet",
         SEATED,
         ATTENDED_UNITS,
     }

@@ -27,11 +27,14 @@ from qti_contracts import (
     Gender,
     KpiFigure,
     OfferingKind,
+    RegistrationSource,
     RejectionReason,
     SizeClass,
     Topic,
 )
 from qti_contracts.events import (
+    AlertEnded,
+    AlertSubscription,
     CountyField,
     FeedbackInvited,
     FeedbackSubmitted,
@@ -170,6 +173,8 @@ def scrub(key: bytes, event_type: str, data: Mapping[str, Any]) -> dict[str, Any
         out = _scrub_registration(key, model)
     if out is None:
         out = _scrub_notification(model)
+    if out is None:
+        out = _scrub_alert(model)
     result: dict[str, Any] = _no_emails(out if out is not None else {})
     return result
 
@@ -217,6 +222,7 @@ def _scrub_registration(key: bytes, model: Any) -> dict[str, Any] | None:
                 "request_id": model.request_id,
                 "offering_id": model.offering_id,
                 "from_waitlist": model.from_waitlist,
+                "source": model.source.value if model.source else None,
                 "person": _person(key, model),
                 "company": _company(key, model),
             }
@@ -262,6 +268,26 @@ def _scrub_notification(model: Any) -> dict[str, Any] | None:
     }
 
 
+def _scrub_alert(model: Any) -> dict[str, Any] | None:
+    """Offer alerts and interest: what was asked for, never who (the pseudonym is dropped too)."""
+    if isinstance(model, AlertSubscription):
+        return {
+            "subscription_id": model.subscription_id,
+            "kind": model.kind.value,
+            "topics": [t.value for t in model.topics],
+            "counties": [c.value for c in model.counties],
+        }
+    if isinstance(model, AlertEnded):
+        return {
+            "subscription_id": model.subscription_id,
+            "kind": model.kind.value,
+            "cause": model.cause.value,
+            "topics": [t.value for t in model.topics],
+            "counties": [c.value for c in model.counties],
+        }
+    return None
+
+
 # --------------------------------------------------------------------------------------------------
 # Facts: normalized rows the projections keep, from which every indicator is computed
 # --------------------------------------------------------------------------------------------------
@@ -299,6 +325,7 @@ class RegistrationFact:
     attended_units: int
     completed: bool
     certificate_eligible: bool
+    source: str | None = None  # RegistrationSource value: came from an alert, an alternative, interest
 
     @property
     def participates(self) -> bool:
@@ -322,6 +349,33 @@ class NotificationFact:
     at: datetime
     sent: bool
     failed_permanent: bool
+    template: str | None = None
+
+
+ALERT_MAIL_TEMPLATES: Final = frozenset({"alert", "alert_digest", "interest_match"})
+
+
+@dataclass(frozen=True)
+class AlertFact:
+    """A confirmed offer-alert or interest subscription. Dated to its confirmation; counted under the
+    topic and county it names when it names exactly one (an interest always does), else "keine Angabe"."""
+
+    subscription_id: str
+    kind: str  # alert | interest
+    topic: str | None
+    county: str | None
+    confirmed_at: datetime
+    end_cause: str | None
+
+    @property
+    def dims(self) -> dict[str, str]:
+        return {"node": UNKNOWN, "county": self.county or UNKNOWN, "topic": self.topic or UNKNOWN,
+                "kind": UNKNOWN}  # fmt: skip
+
+    @property
+    def unmet(self) -> bool:
+        """Interest still waiting for an offering (not fulfilled; withdrawn interest is no demand)."""
+        return self.kind == "interest" and self.end_cause is None
 
 
 # Where a fact counts: its offering's dimensions and the local day it is dated to.
@@ -337,6 +391,7 @@ class Anchored:
     registrations: list[tuple[dict[str, str], date, RegistrationFact]]
     requests: list[tuple[dict[str, str], date, RequestFact]]
     notifications: list[tuple[dict[str, str], date, NotificationFact]]
+    alerts: list[tuple[dict[str, str], date, AlertFact]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -345,6 +400,7 @@ class Facts:
     registrations: Sequence[RegistrationFact]
     requests: Sequence[RequestFact]
     notifications: Sequence[NotificationFact]
+    alerts: Sequence[AlertFact] = ()
 
     @cached_property
     def anchored(self) -> Anchored:
@@ -374,6 +430,7 @@ class Facts:
             registrations=[(*anchor(r.offering_id, r.first_seen_at), r) for r in self.registrations],
             requests=[(*anchor(r.offering_id, r.at), r) for r in self.requests],
             notifications=[(*anchor(n.offering_id, n.at), n) for n in self.notifications],
+            alerts=[(a.dims, local_day(a.confirmed_at), a) for a in self.alerts],
         )
 
 
@@ -390,6 +447,11 @@ _REJECTION_SHORT: Final[dict[RejectionReason, str]] = {
     RejectionReason.COMPANY_LIMIT_REACHED: "Unternehmenskontingent erschöpft",
     RejectionReason.WAITLIST_FULL: "Warteliste voll",
     RejectionReason.CONSENT_MISSING: "Einwilligung fehlt",
+}
+_SOURCE_SHORT: Final[dict[RegistrationSource, str]] = {
+    RegistrationSource.ANGEBOTSALARM: "Angebotsalarm",
+    RegistrationSource.ALTERNATIVE: "Alternativvorschlag (Angebot ausgebucht)",
+    RegistrationSource.INTERESSE: "Interessenbekundung",
 }
 _SIZE_SHORT: Final[dict[SizeClass, str]] = {
     SizeClass.MICRO: "Kleinstunternehmen",
@@ -421,6 +483,10 @@ def _indicators() -> tuple[Indicator, ...]:
             for r in RejectionReason
         ),
         Indicator("cancelled", "Stornierte Anmeldungen", persons=True),
+        *(
+            Indicator(f"registrations_source_{s.value}", f"Anmeldungen über {_SOURCE_SHORT[s]}", persons=True)
+            for s in RegistrationSource
+        ),
         Indicator("utilisation", "Auslastung (bestätigt ÷ Plätze)", persons=True, offering_level=True),
         Indicator("unmet_demand", "Ungedeckte Nachfrage (Warteliste und volle Warteliste)", persons=True),
         Indicator("participants", "Teilnehmende (Personen)", persons=True),
@@ -447,6 +513,11 @@ def _indicators() -> tuple[Indicator, ...]:
         Indicator("notifications_sent", "Benachrichtigungen zugestellt", persons=True),
         Indicator("notifications_failed", "Benachrichtigungen endgültig fehlgeschlagen", persons=True),
         Indicator("notification_delivery_rate", "Zustellquote Benachrichtigungen", persons=True),
+        Indicator("alerts_sent", "Angebotsalarme versandt", persons=True),
+        Indicator(
+            "alert_signups_confirmed", "Bestätigte Anmeldungen zu Angebotsalarm und Interesse", persons=True
+        ),
+        Indicator("interest_unmet", "Gemeldetes Interesse ohne Angebot", persons=True),
     ]
     return tuple(items)
 
@@ -555,6 +626,7 @@ class _Bucket:
     registrations: list[RegistrationFact] = field(default_factory=list)
     requests: list[RequestFact] = field(default_factory=list)
     notifications: list[NotificationFact] = field(default_factory=list)
+    alerts: list[AlertFact] = field(default_factory=list)
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -590,6 +662,7 @@ def _values(
     _company_values(figures, participations)
     _people_values(figures, participations if total else None)
     _notification_values(figures, bucket, offering_level)
+    _alert_values(figures, bucket, offering_level)
     return figures.values, figures.persons
 
 
@@ -621,6 +694,9 @@ def _request_values(figures: _Figures, bucket: _Bucket) -> None:
     for reason in RejectionReason:
         figures.put(f"rejected_{reason.value}", by_reason[reason.value])
     figures.put("cancelled", sum(1 for r in regs if r.cancelled))
+    by_source = Counter(r.source for r in regs if r.source)
+    for source in RegistrationSource:
+        figures.put(f"registrations_source_{source.value}", by_source[source.value])
     never_seated = sum(1 for r in regs if r.waitlisted and not r.confirmed)
     full = sum(1 for q in rejected if q.reason == RejectionReason.WAITLIST_FULL)
     figures.put("unmet_demand", never_seated + full)
@@ -683,6 +759,20 @@ def _notification_values(figures: _Figures, bucket: _Bucket, offering_level: boo
     figures.put("notification_delivery_rate", _ratio(sent, sent + failed), sent + failed)
 
 
+def _alert_values(figures: _Figures, bucket: _Bucket, offering_level: bool) -> None:
+    """Alert mails sent, sign-ups confirmed, unmet demand; like notifications, no company size."""
+    keys = ("alerts_sent", "alert_signups_confirmed", "interest_unmet")
+    if not offering_level:
+        for key in keys:
+            figures.put(key, None, 0)
+        return
+    figures.put(
+        "alerts_sent", sum(1 for n in bucket.notifications if n.sent and n.template in ALERT_MAIL_TEMPLATES)
+    )
+    figures.put("alert_signups_confirmed", len(bucket.alerts))
+    figures.put("interest_unmet", sum(1 for a in bucket.alerts if a.unmet))
+
+
 def is_small(count: int) -> bool:
     """A count below 5, zero included: shown as "<5".
 
@@ -735,6 +825,9 @@ def _bucketize(
     for dims, day, notification in anchored.notifications:
         if passes(dims, day):
             buckets[key_of(dims, day, None)].notifications.append(notification)
+    for dims, day, alert in anchored.alerts:
+        if passes(dims, day):
+            buckets[key_of(dims, day, None)].alerts.append(alert)
     return buckets
 
 

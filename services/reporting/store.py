@@ -11,8 +11,10 @@ from typing import Any, Final
 
 import asyncpg
 
+from qti_contracts import RegistrationSource
 from services.reporting.domain import (
     UNKNOWN,
+    AlertFact,
     Facts,
     NotificationFact,
     OfferingFact,
@@ -31,6 +33,7 @@ PROJECTION_TABLES: Final = (
     "attendance",
     "notifications",
     "feedback_answers",
+    "alert_subscriptions",
 )
 
 
@@ -76,8 +79,8 @@ async def log_batches(conn: asyncpg.Connection, batch_size: int = 2000) -> Any:
 _UPSERT_REGISTRATION: Final = """
 INSERT INTO registrations AS r (registration_id, offering_id, request_id, first_seen_at, person_ref,
     company_ref, company_county, size_class, automotive_supplier, gender, age_band,
-    confirmed, waitlisted, cancelled, completed_units, completed, certificate_eligible)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+    confirmed, waitlisted, cancelled, completed_units, completed, certificate_eligible, source)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT (registration_id) DO UPDATE SET
     offering_id = GREATEST(r.offering_id, EXCLUDED.offering_id),
     request_id = GREATEST(r.request_id, EXCLUDED.request_id),
@@ -94,7 +97,8 @@ ON CONFLICT (registration_id) DO UPDATE SET
     cancelled = r.cancelled OR EXCLUDED.cancelled,
     completed_units = GREATEST(r.completed_units, EXCLUDED.completed_units),
     completed = r.completed OR EXCLUDED.completed,
-    certificate_eligible = r.certificate_eligible OR EXCLUDED.certificate_eligible
+    certificate_eligible = r.certificate_eligible OR EXCLUDED.certificate_eligible,
+    source = GREATEST(r.source, EXCLUDED.source)
 """
 
 _UPSERT_REQUEST: Final = """
@@ -109,10 +113,11 @@ ON CONFLICT (request_id) DO UPDATE SET
 """
 
 _UPSERT_NOTIFICATION: Final = """
-INSERT INTO notifications AS n (notification_id, offering_id, first_seen_at, sent, failed_permanent)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO notifications AS n (notification_id, offering_id, first_seen_at, sent, failed_permanent, template)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (notification_id) DO UPDATE SET
     offering_id = GREATEST(n.offering_id, EXCLUDED.offering_id),
+    template = GREATEST(n.template, EXCLUDED.template),
     first_seen_at = LEAST(n.first_seen_at, EXCLUDED.first_seen_at),
     sent = n.sent OR EXCLUDED.sent,
     failed_permanent = n.failed_permanent OR EXCLUDED.failed_permanent
@@ -151,7 +156,36 @@ WHERE o.revision < EXCLUDED.revision
 RETURNING offering_id
 """
 
-_REGISTRATION_FIELDS: Final = 17
+# Any order, duplicates allowed: each timestamp is the earliest seen, an end is final.
+_UPSERT_ALERT: Final = """
+INSERT INTO alert_subscriptions AS a (subscription_id, kind, topics, counties, subscribed_at, confirmed_at,
+                                      ended_at, end_cause)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (subscription_id) DO UPDATE SET
+    subscribed_at = LEAST(a.subscribed_at, EXCLUDED.subscribed_at),
+    confirmed_at = LEAST(a.confirmed_at, EXCLUDED.confirmed_at),
+    ended_at = LEAST(a.ended_at, EXCLUDED.ended_at),
+    end_cause = COALESCE(a.end_cause, EXCLUDED.end_cause)
+"""
+
+
+def _alert_row(event: ScrubbedEvent) -> tuple[Any, ...]:
+    d, at = event.data, event.occurred_at
+    ended = event.type == "notification.alert.ended"
+    return (
+        d["subscription_id"],
+        d["kind"],
+        list(d.get("topics") or []),
+        list(d.get("counties") or []),
+        at if event.type == "notification.alert.subscribed" else None,
+        at if event.type == "notification.alert.confirmed" else None,
+        at if ended else None,
+        d.get("cause") if ended else None,
+    )
+
+
+_REGISTRATION_FIELDS: Final = 18
+_SOURCES: Final = frozenset(source.value for source in RegistrationSource)
 _REGISTRATION_TYPES: Final = frozenset(
     {"registration.confirmed", "registration.waitlisted", "registration.cancelled", "registration.completed"}
 )
@@ -173,6 +207,7 @@ def _registration_row(event: ScrubbedEvent) -> tuple[Any, ...] | None:
         row[7], row[8] = company["size_class"], company["automotive_supplier"]
         row[11] = event.type == "registration.confirmed"
         row[12] = event.type == "registration.waitlisted"
+        row[17] = d.get("source") if d.get("source") in _SOURCES else None
     elif event.type == "registration.cancelled":
         row[13] = True
     elif event.type == "registration.completed":
@@ -207,6 +242,7 @@ class _ProjectionRows:
     cancellations: list[tuple[Any, ...]]
     offerings: dict[str, ScrubbedEvent]
     feedback: list[tuple[Any, ...]] = field(default_factory=list)
+    alerts: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def _collect(events: Sequence[ScrubbedEvent]) -> _ProjectionRows:
@@ -262,8 +298,11 @@ def _collect_other(rows: _ProjectionRows, event: ScrubbedEvent) -> None:
                 event.occurred_at,
                 not d["failed"],
                 permanent_failure,
+                d.get("template"),
             )
         )
+    elif kind.startswith("notification.alert."):
+        rows.alerts.append(_alert_row(event))
     elif kind in ("catalogue.offering.published", "catalogue.offering.updated"):
         known = rows.offerings.get(d["offering_id"])
         if known is None or known.data["revision"] < d["revision"]:
@@ -285,6 +324,7 @@ async def apply(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> No
         (_UPSERT_ATTENDANCE, rows.attendance),
         (_UPSERT_NODE, rows.nodes),
         (_INSERT_FEEDBACK, rows.feedback),
+        (_UPSERT_ALERT, rows.alerts),
         (
             "INSERT INTO offering_cancellations (offering_id) VALUES ($1) ON CONFLICT DO NOTHING",
             rows.cancellations,
@@ -346,6 +386,7 @@ async def load_facts(conn: asyncpg.Connection) -> Facts:
         await _load_registrations(conn),
         await _load_requests(conn),
         await _load_notifications(conn),
+        await _load_alerts(conn),
     )
 
 
@@ -410,6 +451,7 @@ async def _load_registrations(conn: asyncpg.Connection) -> list[RegistrationFact
             attended_units=int(row["attended_units"] or 0),
             completed=row["completed"],
             certificate_eligible=row["certificate_eligible"],
+            source=row["source"],
         )
         for row in await conn.fetch(_REGISTRATIONS)
     ]
@@ -437,8 +479,30 @@ async def _load_notifications(conn: asyncpg.Connection) -> list[NotificationFact
             row["first_seen_at"],
             row["sent"],
             row["failed_permanent"],
+            row["template"],
         )
         for row in await conn.fetch("SELECT * FROM notifications ORDER BY notification_id")
+    ]
+
+
+async def _load_alerts(conn: asyncpg.Connection) -> list[AlertFact]:
+    """Confirmed subscriptions (an unconfirmed one is no sign-up and no demand)."""
+
+    def one(values: list[str]) -> str | None:
+        return values[0] if len(values) == 1 else None
+
+    return [
+        AlertFact(
+            row["subscription_id"],
+            row["kind"],
+            one(row["topics"]),
+            one(row["counties"]),
+            row["confirmed_at"],
+            row["end_cause"],
+        )
+        for row in await conn.fetch(
+            "SELECT * FROM alert_subscriptions WHERE confirmed_at IS NOT NULL ORDER BY subscription_id"
+        )
     ]
 
 

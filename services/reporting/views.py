@@ -32,6 +32,13 @@ TILES: Final = (
     ("unmet_demand", "Ungedeckte Nachfrage"),
     ("completions", "Abschlüsse"),
     ("notification_delivery_rate", "Zustellquote"),
+    ("alert_signups_confirmed", "Angebotsalarm: Anmeldungen"),
+    ("alerts_sent", "Angebotsalarme versandt"),
+    ("interest_unmet", "Gemeldetes Interesse ohne Angebot"),
+    # Attribution (docs/alternatives.md): registrations that came from an alert, an alternative, interest.
+    ("registrations_source_angebotsalarm", "Anmeldungen über Angebotsalarm"),
+    ("registrations_source_alternative", "Anmeldungen über Alternativen"),
+    ("registrations_source_interesse", "Anmeldungen über Interesse"),
 )
 PERCENT: Final = frozenset({"utilisation", "notification_delivery_rate"})
 SUPPRESSION_NOTE: Final = (

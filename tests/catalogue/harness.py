@@ -12,6 +12,7 @@ from uuid import uuid4
 
 import aio_pika
 import httpx
+from fastapi import FastAPI
 
 from devtools.demo import load_catalogue
 from devtools.demo_data import demo_nodes, node_id_for
@@ -32,6 +33,7 @@ class Service:
     runtime: ServiceRuntime
     client: httpx.AsyncClient
     settings: Settings
+    app: FastAPI | None = None
 
     async def publish_raw(self, type_: str, data: dict[str, Any], *, id_: str | None = None) -> str:
         event = make_event(type_, data, source="/registration", subject=data.get("offering_id"), id_=id_)
@@ -58,7 +60,7 @@ async def running_service(settings: Settings, *, nodes: bool = True) -> AsyncIte
             await load_catalogue(runtime.db, demo_nodes(), [], emit=False)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://catalogue.test") as client:
-            yield Service(runtime, client, settings)
+            yield Service(runtime, client, settings, app)
     finally:
         await runtime.stop()
 

@@ -37,7 +37,10 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 SCHEMAS = Path(__file__).parent / "schemas"
 KUBERNETES_VERSION = "1.30.0"
-PORTS = {"catalogue": 8001, "registration": 8002, "notification": 8003, "reporting": 8004}
+PORTS = {"portal": 8000, "catalogue": 8001, "registration": 8002, "notification": 8003, "reporting": 8004}
+# The portal is deployed like a service, but it is a client of theirs (frontends/portal).
+DEPLOYED = {*SERVICES, "portal"}
+MODULES = {name: f"services.{name}" for name in SERVICES} | {"portal": "frontends.portal"}
 
 
 def _load_script(name: str) -> ModuleType:
@@ -90,9 +93,9 @@ def test_every_service_has_deployment_service_and_disruption_budget() -> None:
         _of_kind("Service"),
         _of_kind("PodDisruptionBudget"),
     )
-    assert set(deployments) == set(SERVICES)
-    assert set(services) == set(SERVICES)
-    assert set(budgets) == set(SERVICES)
+    assert set(deployments) == DEPLOYED
+    assert set(services) == DEPLOYED
+    assert set(budgets) == DEPLOYED
     secret_keys = set(_of_kind("Secret")["qti-secrets"]["stringData"])
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]
@@ -101,7 +104,7 @@ def test_every_service_has_deployment_service_and_disruption_budget() -> None:
         assert services[name]["spec"]["selector"].items() <= labels.items()
         assert budgets[name]["spec"]["selector"]["matchLabels"].items() <= labels.items()
         [container] = pod["spec"]["containers"]
-        assert container["command"] == ["python", "-m", f"services.{name}"]
+        assert container["command"] == ["python", "-m", MODULES[name]]
         assert container["ports"][0]["containerPort"] == PORTS[name]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -126,6 +129,8 @@ SECRET_VARIABLES = {
 def test_every_deployment_takes_its_secrets_and_own_broker_user_from_the_secret() -> None:
     secret = _of_kind("Secret")["qti-secrets"]["stringData"]
     for name, deployment in _of_kind("Deployment").items():
+        if name == "portal":
+            continue  # below: the portal has no database and is the broker's `frontend`
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         refs = {
             variable["name"]: variable["valueFrom"]["secretKeyRef"]["key"]
@@ -138,6 +143,20 @@ def test_every_deployment_takes_its_secrets_and_own_broker_user_from_the_secret(
         assert refs["QTI_DATABASE_URL"] == f"{name}-database-url"
         assert not plain & {*SECRET_VARIABLES, "QTI_AMQP_URL", "QTI_DATABASE_URL"}, name
         assert urlsplit(secret[f"{name}-amqp-url"]).username == name  # never guest, never another's
+
+
+def test_the_portal_is_a_client_with_the_frontend_broker_user_and_no_database() -> None:
+    secret = _of_kind("Secret")["qti-secrets"]["stringData"]
+    [container] = _of_kind("Deployment")["portal"]["spec"]["template"]["spec"]["containers"]
+    refs = {v["name"]: v["valueFrom"]["secretKeyRef"]["key"] for v in container["env"] if "valueFrom" in v}
+    plain = {v["name"]: v["value"] for v in container["env"] if "value" in v}
+    assert refs["QTI_AMQP_URL"] == "frontend-amqp-url"
+    assert urlsplit(secret["frontend-amqp-url"]).username == "frontend"
+    assert refs["QTI_PORTAL_FORM_SECRET"] == "portal-form-secret" and "QTI_REDIS_URL" in refs
+    assert refs["QTI_STAFF_TOKEN"] == "staff-token"  # the console acts through the staff APIs
+    assert "QTI_DATABASE_URL" not in refs | plain
+    for service in ("catalogue", "registration"):
+        assert plain[f"QTI_{service.upper()}_URL"].startswith(f"http://{service}.")
 
 
 def test_secret_is_a_template_without_real_values() -> None:
@@ -216,7 +235,8 @@ def test_compose_takes_secrets_from_an_env_file_outside_git() -> None:
     document = yaml.safe_load(_interpolate((DEPLOY / "compose.yaml").read_text()))
     example = (DEPLOY / "secrets.env.example").read_text()
     listed = dict(line.split("=", 1) for line in example.splitlines() if line and not line.startswith("#"))
-    assert set(listed) == set(SECRET_VARIABLES) and not any(listed.values()), "the example holds no value"
+    assert set(listed) == {*SECRET_VARIABLES, "QTI_PORTAL_FORM_SECRET"}, "every secret of the stack"
+    assert not any(listed.values()), "the example holds no value"
     assert "deploy/secrets.env" in (ROOT / ".gitignore").read_text().splitlines()
     for name in SERVICES:
         service = document["services"][name]
@@ -243,6 +263,19 @@ def test_compose_services_are_complete() -> None:
         assert str(PORTS[name]) in env.get("QTI_PORT_CHECK", "")
         assert f"${{{name.upper()}_REPLICAS:-" in text
         assert isinstance(service["deploy"]["replicas"], str | int)
+
+
+def test_compose_runs_the_portal_behind_the_gateway_as_a_client() -> None:
+    text = (DEPLOY / "compose.yaml").read_text()
+    services = yaml.safe_load(_interpolate(text))["services"]
+    portal = services["portal"]
+    env = portal["environment"]
+    assert env["SERVICE"] == "portal" and env["QTI_ENV"] == "production"
+    assert urlsplit(env["QTI_AMQP_URL"]).username == "frontend" and "QTI_DATABASE_URL" not in env
+    assert env["QTI_REDIS_URL"].startswith("redis://redis:") and "redis" in services
+    assert env["QTI_TRUSTED_PROXIES"] and portal["env_file"] == [{"path": "./secrets.env", "required": True}]
+    assert "${PORTAL_REPLICAS:-" in text and "8000:8000" in " ".join(services["gateway"]["ports"])
+    assert "proxy_pass http://$u:8000" in (DEPLOY / "gateway" / "nginx.conf").read_text()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -132,6 +132,12 @@ async def test_make_run_serves_a_registration_end_to_end_and_stops_on_ctrl_c(
         mails = await poll(mail)
         assert mails[0]["has_calendar"], mails
 
+        async def banner() -> bool:  # development: the demo staff accounts, their passwords, the console
+            text = (tmp_path / "run.log").read_text("utf-8", errors="replace")
+            return "leitung@qti-demo.de / leitung-demo-2027" in text and "/verwaltung" in text
+
+        assert await poll(banner)
+
     os.killpg(process.pid, signal.SIGINT)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30

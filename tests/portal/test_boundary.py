@@ -48,3 +48,15 @@ def test_pages_load_nothing_from_third_parties() -> None:
     assert "<script>" not in templates  # no inline script (the CSP forbids it anyway)
     css = (FRONTENDS / "portal" / "static" / "portal.css").read_text()
     assert "url(" not in css and "@import" not in css
+
+
+def test_production_refuses_the_development_staff_token() -> None:
+    """The console holds the services' staff token: in production never the development value."""
+    good = {
+        "env": "production",
+        "amqp_url": "amqp://frontend:geheim@broker:5672/",
+        "portal_form_secret": "f" * 40,
+    }
+    problems = PortalSettings(**good).production_problems()  # type: ignore[arg-type]
+    assert [p for p in problems if "QTI_STAFF_TOKEN" in p]
+    assert PortalSettings(**good, staff_token="s" * 40).production_problems() == []  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
-from registration_kit import Harness, offering_data, request_data
+from registration_kit import STAFF, Harness, offering_data, request_data
 
 from support import get_messages
 
@@ -295,3 +295,49 @@ async def test_invalid_cancellation_and_offering_data_are_dead_lettered_with_rea
     assert reasons[1].startswith("invalid registration.cancellation_requested data:")
     assert "registration_id" in reasons[1]
     assert {m.headers["x-qti-error-kind"] for m in dead} == {"invalid_data"}
+
+
+async def test_consent_is_kept_with_the_privacy_notice_version(harness: Harness) -> None:
+    """DSGVO Art. 7(1): the registration shows which notice text the person consented to, and when;
+    a version label that is not one (markup, too long) makes the request invalid, not a stored oddity."""
+    offering = offering_data(capacity=5)
+    oid = offering["offering_id"]
+    await harness.publish_offering(offering)
+    await harness.wait_offering(oid)
+    await harness.publish(REQ, request_data(oid, 1, privacy_notice_version="2026-12-v1"))
+    await harness.publish(REQ, request_data(oid, 2))  # a v1 frontend sends none
+    hostile = {"<script>": request_data(oid, 3), "x" * 33: request_data(oid, 4)}
+    for version, data in hostile.items():
+        data["privacy_notice_version"] = version
+        await harness.publish(REQ, data)
+    events = await harness.events(4, timeout=20)
+    reasons = sorted(e["data"].get("reason", e["type"]) for e in events)
+    confirmed = "registration.confirmed"
+    assert reasons == ["invalid_request", "invalid_request", confirmed, confirmed]
+    rejected = [e["data"]["detail"] for e in events if e["type"] == "registration.rejected"]
+    assert all("privacy_notice_version" in detail for detail in rejected)
+    listed = await harness.client.get(f"/offerings/{oid}/registrations", headers=STAFF)
+    versions = {r["participant"]["email"]: r["privacy_notice_version"] for r in listed.json()}
+    assert versions == {"anna.1@example.de": "2026-12-v1", "anna.2@example.de": None}
+    assert all(r["created_at"] for r in listed.json())
+
+
+async def test_the_source_of_a_request_travels_on_its_first_outcome_only(harness: Harness) -> None:
+    """Attribution without personal data: `source` (an alert, an alternative) from the request is on the
+    request's outcome; an unknown value is ignored, not a reason to refuse; a later promotion has none."""
+    offering = offering_data(capacity=1, waitlist_limit=5)
+    oid = offering["offering_id"]
+    await harness.publish_offering(offering)
+    await harness.wait_offering(oid)
+    await harness.publish(REQ, request_data(oid, 1, source="alternative"))
+    await harness.publish(REQ, request_data(oid, 2, source="angebotsalarm"))
+    await harness.publish(REQ, request_data(oid, 3, source="<script>x</script>"))
+    events = await harness.events(3, timeout=20)
+    by_email = {e["data"]["participant"]["email"]: e for e in events}
+    assert [by_email[f"anna.{i}@example.de"]["type"].rsplit(".", 1)[1] for i in (1, 2, 3)] == [
+        "confirmed",
+        "waitlisted",
+        "waitlisted",
+    ]
+    sources = [by_email[f"anna.{i}@example.de"]["data"].get("source") for i in (1, 2, 3)]
+    assert sources == ["alternative", "angebotsalarm", None]

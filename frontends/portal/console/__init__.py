@@ -1,0 +1,1 @@
+"""The staff console under /verwaltung: sign-in, offerings, registrations, attendance, audit log."""

@@ -66,6 +66,15 @@ class CpuMeter:
         self._start = {name: _sum(pids()) for name, pids in self.groups.items()}
         self._machine, self._wall = machine_busy_seconds(), now
 
+    def used_seconds(self) -> dict[str, float]:
+        """Per group: CPU seconds since `start()` (unlike `stop`, robust to other programs on the cores:
+        what a piece of work costs, not how fast it ran)."""
+        used: dict[str, float] = {}
+        for name, pids in self.groups.items():
+            before = self._start.get(name, {})
+            used[name] = sum(seconds - before.get(pid, 0.0) for pid, seconds in _sum(pids()).items())
+        return used
+
     def stop(self, now: float) -> dict[str, float]:
         """Per group: % of one core over the window; `machine` = % of all cores busy; `others` = the
         rest of the machine (other users of it), in % of one core."""

@@ -69,8 +69,8 @@ class Options:
     window: int = 400
     limit_seconds: float = 5.0
     drain_seconds: float = 180.0
-    # QTI_CPU_NICE of notification and reporting; None: their defaults (10: mails and figures yield the
-    # CPU to registration's answers, as the compose file's cpu_shares and k8s' CPU requests do).
+    # QTI_CPU_NICE of notification and reporting; None: their defaults (notification 0, reporting 10:
+    # figures yield the CPU to answers and mails, as the compose file's cpu_shares and k8s' requests do).
     background_nice: int | None = None
     out: Path = Path(ROOT) / "bench" / "results"
 
@@ -339,6 +339,14 @@ def cpu_meter(system: System, postgres: list[int]) -> CpuMeter:
 # ------------------------------------------------------------------------------------------ figures
 
 
+def cpu_ms_per_registration(meter: CpuMeter, figures: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per decided request and component, from the phase's start until it was drained, mailed and
+    reported: the work a registration costs end to end, whatever else shares the cores."""
+    decided = max(1, figures["requests"] - figures["undecided"])
+    per = {name: round(1000 * seconds / decided, 2) for name, seconds in meter.used_seconds().items()}
+    return dict(sorted(per.items(), key=lambda item: -item[1])) | {"total": round(sum(per.values()), 2)}
+
+
 def window_rate(times: list[float], start: float, end: float) -> float:
     """Events per second in [start, end) of an ascending list of times (outcomes and mails arrive so)."""
     return (bisect_left(times, end) - bisect_left(times, start)) / max(end - start, 1e-9)
@@ -481,6 +489,7 @@ class Runner:
         # statistics about once a second, so a count over the window alone is rough.
         commits = await self.db.commits() - commits_before
         figures["postgres_commits_per_registration"] = round(commits / max(1, figures["requests"]), 1)
+        figures["cpu_ms_per_registration"] = cpu_ms_per_registration(meter, figures)
         if mailed_after := figures["mailed_after_s"]:
             after = window_rate(self.load.tracker.mail_times, end, end + mailed_after)
             figures["mails_per_s_after_window"] = round(after, 1)
@@ -669,7 +678,7 @@ def parse(argv: list[str] | None) -> Options:
         "--background-nice",
         type=int,
         default=None,
-        help="QTI_CPU_NICE of notification and reporting (default: theirs, 10; 0 = same priority as all)",
+        help="QTI_CPU_NICE of notification and reporting (default: theirs, 0 and 10)",
     )
     parser.add_argument("--window", type=int, default=400, help="undecided requests at a time when flat out")
     parser.add_argument("--limit-seconds", type=float, default=5.0, help="per machine-limit measurement")

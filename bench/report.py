@@ -103,6 +103,7 @@ def flat_out_rows(phase: dict[str, Any], results: dict[str, Any]) -> list[Row]:
             "",
         ),
         ("busy Postgres sessions during flat out (average; wait event)", _sessions(phase), "", ""),
+        *_cpu_ms_rows(phase, "flat out"),
     ]
 
 
@@ -121,6 +122,7 @@ def fixed_rate_rows(phase: dict[str, Any]) -> list[Row]:
         (f"request published → mail accepted by SMTP, {rate:g}/s", _latency(phase["mail_latency"]), "", ""),
         (f"reporting lag after the last outcome, {rate:g}/s", _lag(phase), "", ""),
         (f"largest queue backlogs, {rate:g}/s: peak (end of window)", _backlog(phase), "", ""),
+        *_cpu_ms_rows(phase, f"{rate:g}/s"),
     ]
 
 
@@ -151,6 +153,22 @@ def limit_rows(limits: dict[str, Any]) -> list[Row]:
 def _sessions(phase: dict[str, Any], top: int = 5) -> str:
     busy: dict[str, float] = phase["busy_db_sessions_avg"]
     return ", ".join(f"{what} {n:g}" for what, n in list(busy.items())[:top]) or "none"
+
+
+def _cpu_ms_rows(phase: dict[str, Any], name: str) -> list[Row]:
+    """CPU ms per registration (absent in results of older runs)."""
+    per: dict[str, float] | None = phase.get("cpu_ms_per_registration")
+    if not per:
+        return []
+    parts = ", ".join(f"{CPU_NAMES.get(k, k)} {v:.2f}" for k, v in per.items() if k != "total")
+    return [
+        (
+            f"CPU ms per registration, {name} (phase start until drained, mailed and reported)",
+            f"{per['total']:.2f} ms in all: {parts}",
+            "",
+            "",
+        )
+    ]
 
 
 def _cpu(shares: dict[str, float]) -> str:
@@ -188,7 +206,7 @@ def render(results: dict[str, Any]) -> Table:
 def title(results: dict[str, Any]) -> str:
     machine = results["machine"]
     nice = results.get("options", {}).get("background_nice")
-    priority = "notification and reporting at nice 10" if nice is None else f"background nice {nice}"
+    priority = "services at their default nice levels" if nice is None else f"background nice {nice}"
     return (
         f"qti-net end to end, {results['started_at'][:16].replace('T', ' ')} UTC, {machine['cores']} cores "
         f"shared by broker, database, services and load generator; {priority}"

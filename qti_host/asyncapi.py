@@ -21,7 +21,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from faststream.specification import AsyncAPI
 from pydantic import SkipValidation
 
-from qti_contracts import CloudEvent, RoutingKey, model_for
+from qti_contracts import EVENT_TYPES, CloudEvent, RoutingKey, model_for
 from qti_host.services import AnyDefinition, definitions
 from qti_runtime.broker import EVENTS, REPORTING
 from qti_runtime.consumer import Subscription
@@ -39,14 +39,28 @@ FRONTEND_COMMANDS: Sequence[str] = (
 _envelopes: dict[str, type[CloudEvent[Any]]] = {}
 
 
+_SHARED_PAYLOAD_NAMES = {
+    RoutingKey.OFFERING_UPDATED: "OfferingUpdated",
+    RoutingKey.OFFERING_PUBLISHED: "OfferingPublished",
+}
+
+
+def _envelope_name(type_: str, payload_name: str) -> str:
+    """The payload's name, unless several types share a payload: then the type's own (schema names must
+    be unique, or the document would depend on which type the generator met last)."""
+    if type_ in _SHARED_PAYLOAD_NAMES:
+        return _SHARED_PAYLOAD_NAMES[type_]
+    if sum(model_for(other) is model_for(type_) for other in EVENT_TYPES) == 1:
+        return payload_name
+    return "".join(part.capitalize() for part in type_.replace("_", ".").split("."))
+
+
 def envelope_class(type_: str) -> type[CloudEvent[Any]]:
     """A named subclass per type, so schema names are plain (`RegistrationConfirmedEvent`)."""
     if type_ not in _envelopes:
         payload = model_for(type_)
         base: Any = CloudEvent[payload]  # type: ignore[valid-type]
-        name = payload.__name__ if type_ != RoutingKey.OFFERING_UPDATED else "OfferingUpdated"
-        if type_ == RoutingKey.OFFERING_PUBLISHED:
-            name = "OfferingPublished"
+        name = _envelope_name(type_, payload.__name__)
         _envelopes[type_] = type(f"{name}Event", (base,), {"__doc__": f"CloudEvents envelope of `{type_}`."})
     return _envelopes[type_]
 

@@ -81,9 +81,16 @@ def _env_flag(name: str, default: bool) -> bool:
     return value.strip().lower() not in {"0", "false", "no", "off"}
 
 
+# `qti run`'s default replicas: the configuration `make bench` measures (docs/performance.md), so a
+# new user gets the benchmarked speed. Registration decides the seats: two replicas keep one core busy
+# deciding while the other waits for Postgres (the compose file's default too).
+DEFAULT_REPLICAS = {"registration": 2}
+
+
 def _replicas(service: str) -> int:
     name = f"{service.upper()}_REPLICAS"
-    raw = os.environ.get(name, "1").strip() or "1"
+    default = str(DEFAULT_REPLICAS.get(service, 1))
+    raw = os.environ.get(name, default).strip() or default
     try:
         count = int(raw)
     except ValueError:

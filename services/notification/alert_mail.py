@@ -70,7 +70,7 @@ def summary(params: Mapping[str, Any]) -> str:
 
 
 def _offering_view(
-    row: OfferingRow, nodes: Mapping[str, asyncpg.Record], portal_url: str
+    row: OfferingRow, nodes: Mapping[str, asyncpg.Record], portal_url: str, source: str
 ) -> dict[str, str] | None:
     state = row.state
     if state is None or row.cancelled:
@@ -84,7 +84,8 @@ def _offering_view(
         "node": clean_line(f"{node['name']}, {node['town']}" if node is not None else "QTI-Netzwerk", 200),
         "first_when": format_datetime(first.starts_at),
         "fee": format_eur(state.fee_eur),
-        "url": f"{portal_url.rstrip('/')}/angebote/{state.offering_id}",
+        # `quelle` lets reporting count registrations that came from this mail (docs/alternatives.md).
+        "url": f"{portal_url.rstrip('/')}/angebote/{state.offering_id}?quelle={source}",
     }
 
 
@@ -110,11 +111,12 @@ def render(
     params = row.params
     subscription_id = str(params.get("subscription_id") or "")
     views: list[dict[str, str]] = []
+    source = "interesse" if params.get("kind") == "interest" else "angebotsalarm"
     for offering_id in offering_ids(row):
         offering = offerings.get(offering_id)
         if offering is None:
             raise OfferingMissing(offering_id)
-        view = _offering_view(offering, nodes, settings.portal_url)
+        view = _offering_view(offering, nodes, settings.portal_url, source)
         if view is not None:
             views.append(view)
     if row.template != alerts.CONFIRM_TEMPLATE and not views:

@@ -9,6 +9,7 @@ cannot break the layout.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -251,8 +252,11 @@ def clean_line(value: object, limit: int = MAX_LINE) -> str:
     Suitable for headers (subject, display names): no CR/LF can survive.
     """
     text = unicodedata.normalize("NFC", "" if value is None else str(value))
-    text = "".join(" " if (ch in _LINE_BREAKERS or ch == "\t") else ch for ch in text)
-    text = "".join(ch for ch in text if not _is_control(ch))
+    # Fast path (nearly every value): a printable string has no line breaker, tab, control, separator
+    # other than " " or bidi override (all are non-printable), so only whitespace is left to collapse.
+    if not text.isprintable():
+        text = "".join(" " if (ch in _LINE_BREAKERS or ch == "\t") else ch for ch in text)
+        text = "".join(ch for ch in text if not _is_control(ch))
     text = _WS_RE.sub(" ", text).strip()
     return truncate(text, limit)
 
@@ -394,6 +398,9 @@ def _sorted_sessions(sessions: tuple[SessionInfo, ...]) -> list[SessionInfo]:
     return sorted(sessions, key=lambda s: to_berlin(s.starts_at))
 
 
+# Views of the same offering and node repeat for every mail: built once (immutable inputs, read-only
+# results; a new catalogue revision is a new OfferingInfo, hence a new entry).
+@functools.lru_cache(maxsize=512)
 def _offering_view(offering: OfferingInfo) -> dict[str, Any]:
     sessions = _sorted_sessions(offering.sessions)
     return {
@@ -410,6 +417,7 @@ def _offering_view(offering: OfferingInfo) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=256)
 def _node_view(node: NodeInfo) -> dict[str, Any]:
     return {
         "name": clean_line(node.name, 150),

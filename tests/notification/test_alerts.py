@@ -141,7 +141,8 @@ async def test_sign_up_confirm_one_alert_for_the_matching_offering_then_unsubscr
     unsubscribe_url = str(alert["List-Unsubscribe"]).strip("<>")
     assert unsubscribe_url.startswith("http://127.0.0.1:8000/angebotsalarm/abmelden/")
     text = body_text(alert)
-    assert "http://127.0.0.1:8000/angebote/off-h2" in text and unsubscribe_url in text
+    # The link names its source, so that a registration through it is counted as coming from an alert.
+    assert "http://127.0.0.1:8000/angebote/off-h2?quelle=angebotsalarm" in text and unsubscribe_url in text
 
     ended = await api.post("/alerts/unsubscribe", json={"token": unsubscribe_url.rsplit("/", 1)[1]})
     assert ended.json() == {"status": "ended", "kind": "alert"}
@@ -208,6 +209,7 @@ async def test_interest_is_told_once_when_a_matching_offering_is_published(
     told = h.smtp.to("carla@example.de")[1:]
     assert [str(m["Subject"]) for m in told] == ["Ihr gemeldetes Interesse: „Fördermittel für KMU“"]
     assert told[0]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "/angebote/off-fm-1?quelle=interesse" in body_text(told[0])
     async with h.runtime.db.pool.acquire() as conn:
         row = await conn.fetchrow("SELECT status, end_cause, email FROM alert_subscriptions")
     assert dict(row) == {"status": "ended", "end_cause": "fulfilled", "email": None}

@@ -15,10 +15,10 @@ from services.reporting.app import ReportingSettings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_mails_and_figures_yield_to_answers_by_default() -> None:
+def test_figures_yield_to_answers_and_mails_by_default() -> None:
     assert RegistrationSettings().cpu_nice == 0
     assert CatalogueSettings().cpu_nice == 0  # it answers the public read API
-    assert NotificationSettings().cpu_nice == 10
+    assert NotificationSettings().cpu_nice == 0  # mails keep pace with decisions (issue 19)
     assert ReportingSettings().cpu_nice == 10
     assert Settings(cpu_nice=0).cpu_nice == 0  # QTI_CPU_NICE=0 turns it off
 

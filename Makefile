@@ -47,10 +47,12 @@ browser:
 		echo "installing Debian's chromium for the dashboard test"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-# Reporting's PDF (WeasyPrint) needs Debian's Pango; install it when missing.
+# The PDFs (WeasyPrint: reporting's period report, notification's certificates) need Debian's Pango and
+# the DejaVu fonts the certificate names by path; install them when missing.
 pdf-libs:
-	@ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so.0' && ldconfig -p | grep -q 'libpangoft2-1.0.so.0' || { \
-		echo "installing Debian's Pango for reporting's PDF"; \
+	@ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so.0' && ldconfig -p | grep -q 'libpangoft2-1.0.so.0' \
+		&& test -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf || { \
+		echo "installing Debian's Pango and DejaVu fonts for the PDFs"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core >/dev/null; }
 

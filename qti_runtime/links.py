@@ -45,3 +45,27 @@ def token_matches(link_secret: SecretStr, request_id: str, token: str) -> bool:
 def personal_link(portal_url: str, token: str) -> str:
     """The link printed in every mail about a registration."""
     return f"{portal_url.rstrip('/')}/meine-anmeldung/{token}"
+
+
+_FEEDBACK_PURPOSE = b"qti-net feedback ticket v1\x00"
+
+
+def feedback_token(link_secret: SecretStr, registration_id: str) -> str:
+    """The one-time token of an attendee's feedback link: `HMAC-SHA256(key, purpose, registration id)`.
+
+    Registration stores only its hash (without the registration id) and spends it with the first answer;
+    notification derives it again for the invitation mail. 43 URL-safe characters."""
+    digest = hmac.new(
+        link_secret.get_secret_value().encode(), _FEEDBACK_PURPOSE + registration_id.encode(), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def feedback_link(portal_url: str, token: str) -> str:
+    """The link of the feedback invitation mail."""
+    return f"{portal_url.rstrip('/')}/rueckmeldung/{token}"
+
+
+def certificate_link(portal_url: str, code: str) -> str:
+    """Where anyone can check a certificate's code (printed on the PDF and in the mail)."""
+    return f"{portal_url.rstrip('/')}/bescheinigung/{code}"

@@ -576,6 +576,30 @@ class RegistrationCompleted(Payload):
         return self
 
 
+class FeedbackInvited(Payload):
+    """`registration.feedback.invited`: an attendee of a finished offering may answer its anonymous
+    questionnaire once (addition to v1). Notification mails the link; the link's token is derived from
+    the registration id with `QTI_LINK_SECRET` and travels in no event."""
+
+    registration_id: Identifier
+    offering_id: Identifier
+
+
+Score = Annotated[int, Field(ge=1, le=5, description="1 (worst) to 5 (best).")]
+
+
+class FeedbackSubmitted(Payload):
+    """`registration.feedback.submitted`: one anonymous answer to an offering's questionnaire (addition
+    to v1). It names the offering only: no registration, no token, no person. `comment` is free text
+    for the node's staff; reporting keeps it out of every figure, export and KPI event."""
+
+    offering_id: Identifier
+    rating: Score = Field(description="Overall rating, 1 (poor) to 5 (excellent).")
+    usefulness: Score = Field(description="Usefulness for the job, 1 (none) to 5 (very useful).")
+    would_recommend: bool
+    comment: OptionalReasonText = None
+
+
 # --------------------------------------------------------------------------------------------------
 # Catalogue events
 # --------------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from .envelope import CloudEvent
 from .events import (
     AlertEnded,
     AlertSubscription,
+    FeedbackInvited,
+    FeedbackSubmitted,
     KpiUpdated,
     NodePublished,
     NodeUpdated,
@@ -38,6 +40,8 @@ EVENT_TYPES: Final[dict[str, type[BaseModel]]] = {
     RoutingKey.REGISTRATION_CANCELLED: RegistrationCancelled,
     RoutingKey.REGISTRATION_ATTENDANCE_RECORDED: RegistrationAttendanceRecorded,
     RoutingKey.REGISTRATION_COMPLETED: RegistrationCompleted,
+    RoutingKey.FEEDBACK_INVITED: FeedbackInvited,
+    RoutingKey.FEEDBACK_SUBMITTED: FeedbackSubmitted,
     RoutingKey.OFFERING_PUBLISHED: OfferingState,
     RoutingKey.OFFERING_UPDATED: OfferingState,
     RoutingKey.OFFERING_CANCELLED: OfferingCancelled,

@@ -30,6 +30,8 @@ class RoutingKey:
     REGISTRATION_CANCELLED: Final = "registration.cancelled"
     REGISTRATION_ATTENDANCE_RECORDED: Final = "registration.attendance_recorded"
     REGISTRATION_COMPLETED: Final = "registration.completed"
+    FEEDBACK_INVITED: Final = "registration.feedback.invited"
+    FEEDBACK_SUBMITTED: Final = "registration.feedback.submitted"
     OFFERING_PUBLISHED: Final = "catalogue.offering.published"
     OFFERING_UPDATED: Final = "catalogue.offering.updated"
     OFFERING_CANCELLED: Final = "catalogue.offering.cancelled"

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from frontends.portal import alerts, alternatives, find, mine, nodes, register
+from frontends.portal import alerts, alternatives, find, followup, mine, nodes, register
 from frontends.portal.backend import Backend, BackendUnavailable
 from frontends.portal.commands import CommandBus, ReplyStore
 from frontends.portal.console.install import close_console, install_console
@@ -67,7 +67,7 @@ def install_error_pages(app: FastAPI) -> None:
 
     async def on_error(request: Request, exc: Exception) -> Response:
         # Type and place only: the message could quote submitted (personal) data.
-        path = request.url.path.split("/meine-anmeldung/")[0]
+        path = request.url.path.split("/meine-anmeldung/")[0].split("/rueckmeldung/")[0]
         log.error("portal.error", error=type(exc).__name__, path=path)
         return portal_of(request).error_page(
             request, 500, "Fehler im Portal",
@@ -124,12 +124,15 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         finally:
             await portal.bus.close()
             await portal.backend.close()
+            await _app.state.followup.close()
             await portal.replies.redis.aclose()
             await close_console(_app)
 
     app = FastAPI(title="QTI-Portal", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.portal = portal
-    routers = (find.router, nodes.router, register.router, mine.router, alerts.router, alternatives.router)
+    app.state.followup = followup.FollowUp.connect(settings.notification_url, settings.registration_url)
+    routers = (find.router, nodes.router, register.router, mine.router, alerts.router,
+               alternatives.router, followup.router)  # fmt: skip
     for router in routers:
         app.include_router(router)
     install_console(app, settings)

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from qti_contracts import RoutingKey
 from qti_runtime.db import Database
 from qti_runtime.definition import Job, ServiceDefinition
-from services.notification import privacy
+from services.notification import certificate_api, privacy
 from services.notification.alert_api import alerts_router
 from services.notification.api import notifications_router
 from services.notification.consumers import SERVICE, subscriptions
@@ -40,6 +40,8 @@ def routers(handlers: NotificationHandlers, settings: NotificationSettings) -> l
     return [
         notifications_router(handlers.db, settings),
         alerts_router(handlers.db, settings, handlers.alerts),
+        certificate_api.public_router(handlers.db, settings),
+        certificate_api.staff_router(handlers.db, settings, handlers.certificates),
     ]
 
 

@@ -23,6 +23,9 @@ ROUTING_KEYS: Final = (
     RoutingKey.OFFERING_UPDATED,
     RoutingKey.OFFERING_CANCELLED,
     RoutingKey.NODE_PUBLISHED,
+    RoutingKey.NODE_UPDATED,
+    RoutingKey.REGISTRATION_COMPLETED,
+    RoutingKey.FEEDBACK_INVITED,
 )
 
 

@@ -34,6 +34,7 @@ from services.notification import domain, store
 from services.notification.alert_handlers import AlertService
 from services.notification.alternatives import PARAM as ALTERNATIVES
 from services.notification.alternatives import alternatives_param, save_seats
+from services.notification.certificate_handlers import CertificateHandlers
 from services.notification.deliveries import (
     DeliveryFactory,
     address_key,
@@ -56,6 +57,7 @@ class NotificationHandlers:
         self.db = db
         self.settings = settings
         self.mails = DeliveryFactory(settings)
+        self.certificates = CertificateHandlers(db, self.mails, self._add)
         self.alerts = AlertService(db, settings)
 
     async def _add(self, uow: UnitOfWork, mails: Sequence[NewDelivery]) -> None:
@@ -271,6 +273,9 @@ class NotificationHandlers:
             RoutingKey.OFFERING_UPDATED: self.on_offering,
             RoutingKey.OFFERING_CANCELLED: self.on_offering_cancelled,
             RoutingKey.NODE_PUBLISHED: self.on_node,
+            RoutingKey.NODE_UPDATED: self.on_node,
+            RoutingKey.REGISTRATION_COMPLETED: self.certificates.on_completed,
+            RoutingKey.FEEDBACK_INVITED: self.certificates.on_feedback_invited,
         }
 
 

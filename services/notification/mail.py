@@ -105,6 +105,7 @@ def build_message(
     ics_method: Literal["REQUEST", "CANCEL"] = "REQUEST",
     reply_to: MailAddress | None = None,
     date: datetime | None = None,
+    pdf: tuple[str, bytes] | None = None,
     extra_headers: Sequence[tuple[str, str]] = (),
 ) -> EmailMessage:
     """A multipart message: text + HTML alternatives and, if given, the ``.ics`` attachment.
@@ -135,6 +136,9 @@ def build_message(
             filename=ICS_FILENAME,
             params={"method": ics_method, "charset": "utf-8"},
         )
+    if pdf is not None:
+        msg.make_mixed()
+        msg.add_attachment(pdf[1], maintype="application", subtype="pdf", filename=pdf[0])
     return msg
 
 
@@ -216,6 +220,19 @@ def _ics_part(ics: bytes, method: str) -> bytes:
     return head.encode("ascii") + lines + b"\n"
 
 
+def _pdf_part(filename: str, pdf: bytes) -> bytes:
+    """A PDF attachment (base64); `filename` must be ASCII without quotes."""
+    if not filename.isascii() or '"' in filename or "\n" in filename:
+        raise ValueError("unsafe attachment file name")
+    encoded = binascii.b2a_base64(pdf, newline=False)
+    lines = b"\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    head = (
+        "Content-Type: application/pdf\nContent-Transfer-Encoding: base64\n"
+        f'Content-Disposition: attachment; filename="{filename}"\n\n'
+    )
+    return head.encode("ascii") + lines + b"\n"
+
+
 def _multipart(subtype: str, parts: list[bytes]) -> tuple[str, bytes]:
     # "=_" cannot occur in quoted-printable or base64 text, so the boundary never collides with content.
     boundary = f"=_qti_{secrets.token_hex(12)}"
@@ -225,18 +242,24 @@ def _multipart(subtype: str, parts: list[bytes]) -> tuple[str, bytes]:
 
 
 def _content(
-    rendered: RenderedMail, ics: bytes | None, ics_method: Literal["REQUEST", "CANCEL"]
+    rendered: RenderedMail,
+    ics: bytes | None,
+    ics_method: Literal["REQUEST", "CANCEL"],
+    pdf: tuple[str, bytes] | None = None,
 ) -> tuple[str, bytes]:
-    """Content-Type and body: text and HTML as alternatives, inside multipart/mixed with the .ics."""
+    """Content-Type and body: text and HTML as alternatives, inside multipart/mixed with the .ics and
+    the PDF (a certificate)."""
     alternative_type, alternative = _multipart(
         "alternative",
         [_text_part("text/plain", rendered.text), _text_part("text/html", rendered.html)],
     )
-    if ics is None:
+    attachments = [_ics_part(ics, ics_method)] if ics is not None else []
+    if pdf is not None:
+        attachments.append(_pdf_part(*pdf))
+    if not attachments:
         return alternative_type, alternative
     return _multipart(
-        "mixed",
-        [f"Content-Type: {alternative_type}\n\n".encode("ascii") + alternative, _ics_part(ics, ics_method)],
+        "mixed", [f"Content-Type: {alternative_type}\n\n".encode("ascii") + alternative, *attachments]
     )
 
 
@@ -249,6 +272,7 @@ def build_outgoing(
     ics: bytes | None = None,
     ics_method: Literal["REQUEST", "CANCEL"] = "REQUEST",
     date: datetime | None = None,
+    pdf: tuple[str, bytes] | None = None,
     extra_headers: Sequence[tuple[str, str]] = (),
 ) -> OutgoingMail | EmailMessage:
     """The same message as :func:`build_message`, serialised directly: the sender's one mail path.
@@ -269,19 +293,13 @@ def build_outgoing(
     to_address = _header_address(recipient)
     if not (from_address.addr_spec.isascii() and to_address.addr_spec.isascii()):
         return build_message(
-            rendered=rendered,
-            sender=sender,
-            recipient=recipient,
-            message_id=message_id,
-            ics=ics,
-            ics_method=ics_method,
-            date=date,
-            extra_headers=extra_headers,
-        )
+            rendered=rendered, sender=sender, recipient=recipient, message_id=message_id, ics=ics,
+            ics_method=ics_method, date=date, pdf=pdf, extra_headers=extra_headers,
+        )  # fmt: skip
     if ics_method not in ("REQUEST", "CANCEL"):
         raise ValueError(f"unsupported iTIP method {ics_method!r}")
     msgid = normalise_message_id(message_id)
-    content_type, content = _content(rendered, ics, ics_method)
+    content_type, content = _content(rendered, ics, ics_method, pdf)
     head = b"".join(
         (
             _header("From", _address_field(from_address.display_name, from_address.addr_spec)),

@@ -55,6 +55,13 @@ from services.notification import alert_mail, alerts, domain, store
 from services.notification.alternatives import PARAM as ALTERNATIVES
 from services.notification.alternatives import alternative_infos
 from services.notification.calendar import build_ics
+from services.notification.certificate_mail import (
+    EXTRA_TEMPLATES,
+    MailParts,
+    certificate_mail,
+    feedback_mail,
+    with_pdf,
+)
 from services.notification.deliveries import PRIVACY_NOTICE
 from services.notification.mail import (
     MailAddress,
@@ -170,6 +177,7 @@ class Sender:
         # Accepted by SMTP, `sent` mark not committed yet: recorded together by one flusher task.
         self._unmarked: list[tuple[DeliveryRow, asyncio.Future[None]]] = []
         self._marker: asyncio.Task[None] | None = None
+        self._pdf_lock = asyncio.Lock()
 
     # ----------------------------------------------------------------------------------- the loop
 
@@ -266,7 +274,7 @@ class Sender:
                 await self._finish_quietly(row, "skipped", suppressed)
                 return
         try:
-            prepared = self.prepare(row, replicas)
+            prepared = await self._prepare(row, replicas)
         except CatalogueDataMissing as exc:
             await self._transient(row, f"Katalogdaten fehlen noch: {exc}")
             return
@@ -285,6 +293,47 @@ class Sender:
             await self._transient(row, str(exc) or type(exc).__name__)
             return
         await self._sent(row)
+
+    async def _prepare(self, row: DeliveryRow, replicas: Replicas) -> OutgoingMail | EmailMessage | Skip:
+        """`prepare`; certificates and feedback invitations in a worker thread, one at a time (a PDF takes
+        WeasyPrint a good part of a second, which must not stall the event loop)."""
+        if row.template not in EXTRA_TEMPLATES:
+            return self.prepare(row, replicas)
+        async with self._pdf_lock:
+            return await asyncio.to_thread(self._prepare_extra, row, replicas)
+
+    def _prepare_extra(self, row: DeliveryRow, replicas: Replicas) -> OutgoingMail | EmailMessage:
+        """The certificate mail (PDF from the certificate frozen in the row) or the feedback invitation."""
+        person = row.person
+        recipient = MailAddress(person.email, display_name(person.given_name, person.family_name))
+        if row.template == "certificate":
+            snapshot = row.params["certificate"]
+            node = NodeInfo(name=snapshot["node_name"], address=snapshot["node_address"])
+            verify_url = links.certificate_link(self.settings.portal_url, snapshot["code"])
+            rendered, pdf = certificate_mail(
+                snapshot, self._parts(row, node), verify_url, resent=bool(row.params.get("resent"))
+            )
+            return with_pdf(rendered, self._sender_address, recipient, row.message_id, pdf)
+        offering_row = replicas.offerings.get(row.offering_id) if row.offering_id else None
+        state = offering_row.state if offering_row is not None else None
+        node_record = replicas.nodes.get(state.node_id) if state is not None else None
+        if state is None or node_record is None or row.registration_id is None:
+            raise CatalogueDataMissing(f"Angebot {row.offering_id}")
+        node = NodeInfo(name=node_record["name"], address=node_record["address"], host=node_record["host"])
+        token = links.feedback_token(self.settings.link_secret, row.registration_id)
+        link = links.feedback_link(self.settings.portal_url, token)
+        rendered = feedback_mail(state.title, self._parts(row, node), link)
+        return with_pdf(rendered, self._sender_address, recipient, row.message_id, None)
+
+    def _parts(self, row: DeliveryRow, node: NodeInfo) -> MailParts:
+        person = row.person
+        return MailParts(
+            recipient=Recipient(person.given_name, person.family_name, person.email, person.gender),
+            node=node,
+            network_name=self.settings.mail_from_name,
+            network_email=self.settings.network_email,
+            privacy_notice=bool(row.params.get(PRIVACY_NOTICE)),
+        )
 
     def _prepare_alert(self, row: DeliveryRow, replicas: Replicas) -> OutgoingMail | EmailMessage | Skip:
         """An offer-alert or interest mail (alert_mail.py), with List-Unsubscribe where it belongs."""

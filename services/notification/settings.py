@@ -48,6 +48,11 @@ class NotificationSettings(Settings):
         default=3, ge=0, description="rejection/waiting-list mails per day to a never-confirmed address"
     )
 
+    # Public checks of a certificate code (`GET /certificates/{code}`) per client address and minute.
+    certificate_lookups_per_minute: int = Field(
+        default=120, ge=1, description="public certificate checks per client address and minute"
+    )
+
     # Offer alerts and interest (alerts.py): unconfirmed sign-ups are purged after `alert_confirm_hours`;
     # weekly subscribers get at most one digest per `alert_digest_period_seconds`; the job that sends due
     # digests and purges runs every `alert_maintenance_seconds`.

@@ -165,15 +165,20 @@ async def mark_offering_cancelled(
 
 async def save_node(conn: asyncpg.Connection, node: NodePublished) -> None:
     await conn.execute(
-        "INSERT INTO nodes (node_id, name, town, county, host, address) VALUES ($1, $2, $3, $4, $5, $6)"
+        "INSERT INTO nodes AS n (node_id, name, town, county, host, address, revision)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
         " ON CONFLICT (node_id) DO UPDATE SET name = excluded.name, town = excluded.town,"
-        " county = excluded.county, host = excluded.host, address = excluded.address, updated_at = now()",
+        " county = excluded.county, host = excluded.host, address = excluded.address,"
+        " revision = coalesce(excluded.revision, n.revision), updated_at = now()"
+        # A revision older than the one kept is a late duplicate (catalogue.node.updated): ignored.
+        " WHERE n.revision IS NULL OR excluded.revision IS NULL OR n.revision <= excluded.revision",
         node.node_id,
         node.name,
         node.town,
         node.county,
         node.host,
         node.address,
+        node.revision,
     )
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from qti_contracts import RoutingKey
 from qti_runtime.definition import Job, ServiceDefinition
-from services.registration import api, privacy
+from services.registration import api, feedback_api, privacy
 from services.registration.consumers import SERVICE, subscriptions
 from services.registration.handlers import RegistrationService
 from services.registration.settings import RegistrationSettings
@@ -32,7 +32,7 @@ def jobs(service: RegistrationService, _settings: RegistrationSettings) -> list[
 
 
 def routers(service: RegistrationService, settings: RegistrationSettings) -> list[APIRouter]:
-    return [api.router(service, settings)]
+    return [api.router(service, settings), feedback_api.router(service)]
 
 
 DEFINITION: ServiceDefinition[RegistrationSettings, RegistrationService] = ServiceDefinition(
@@ -48,6 +48,8 @@ DEFINITION: ServiceDefinition[RegistrationSettings, RegistrationService] = Servi
         RoutingKey.REGISTRATION_CANCELLED,
         RoutingKey.REGISTRATION_ATTENDANCE_RECORDED,
         RoutingKey.REGISTRATION_COMPLETED,
+        RoutingKey.FEEDBACK_INVITED,
+        RoutingKey.FEEDBACK_SUBMITTED,
     ),
     routers=routers,
     jobs=jobs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from qti_contracts import (
     CloudEvent,
@@ -14,16 +14,21 @@ from qti_contracts import (
     make_event,
 )
 from qti_runtime.unit_of_work import UnitOfWork
-from services.registration import domain, store
+from services.registration import domain, feedback, store
 from services.registration.access import Conflict, NotFound
 from services.registration.domain import Status
 from services.registration.repository import SOURCE
 
 
 async def record_attendance(
-    uow: UnitOfWork, offering_id: str, session_id: str, records: Mapping[str, bool]
+    uow: UnitOfWork,
+    offering_id: str,
+    session_id: str,
+    records: Mapping[str, bool],
+    link_secret: SecretStr | None = None,
 ) -> int:
-    """Record one session's attendance; returns how many records changed. Raises NotFound or Conflict."""
+    """Record one session's attendance; returns how many records changed. Raises NotFound or Conflict.
+    With `link_secret`, an attendee whose last session is recorded is invited to give feedback."""
     offering = await store.lock_offering(uow.conn, offering_id)
     if offering is None:
         raise NotFound(f"Das Angebot {offering_id} ist nicht bekannt.")
@@ -44,16 +49,22 @@ async def record_attendance(
             registration_id=registration_id, offering_id=offering_id, session_id=session_id, attended=attended
         )
         uow.emit(_event(RoutingKey.REGISTRATION_ATTENDANCE_RECORDED, recorded, registration_id))
-        await _complete_if_last(uow, offering, registration, units)
+        await _complete_if_last(uow, offering, registration, units, link_secret)
     return changed
 
 
 async def _complete_if_last(
-    uow: UnitOfWork, offering: store.OfferingRow, registration: store.RegistrationRow, units: dict[str, int]
+    uow: UnitOfWork,
+    offering: store.OfferingRow,
+    registration: store.RegistrationRow,
+    units: dict[str, int],
+    link_secret: SecretStr | None,
 ) -> None:
     attended = await store.attendance_of(uow.conn, registration.registration_id)
     if set(units) - set(attended):
         return  # not every session recorded yet
+    if link_secret is not None and any(attended.values()):
+        await feedback.invite_once(uow, link_secret, offering.offering_id, registration.registration_id)
     result = domain.completion(offering.offering.kind, units, attended)
     summary = {
         "attended_units": result.attended_units,

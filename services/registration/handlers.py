@@ -162,7 +162,9 @@ class RegistrationService:
     async def record_attendance(self, offering_id: str, session_id: str, records: dict[str, bool]) -> int:
         """Staff record who attended one session; returns how many records changed."""
         async with unit_of_work(self.db) as uow:
-            return await attendance.record_attendance(uow, offering_id, session_id, records)
+            return await attendance.record_attendance(
+                uow, offering_id, session_id, records, self.settings.link_secret
+            )
 
     async def backfill_token_hashes(self, batch: int = 500) -> int:
         """Registrations from before personal tokens get their token's hash; returns how many."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from qti_runtime.http import Problem, staff_guard
 from qti_runtime.settings import Settings
-from services.reporting import store
+from services.reporting import feedback, store
 from services.reporting.dashboard import render_dashboard
 from services.reporting.domain import Filters, county_code
 from services.reporting.exports import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, csv_bytes, xlsx_bytes
@@ -149,7 +149,8 @@ class ReportingApi:
         names = await self.queries.node_names()
         today = report.generated_at.date()
         frozen = [snapshot_link(row) for row in await self.queries.snapshots()]
-        page = render_dashboard(report, names, filter_form(filters, names, today, errors), frozen)
+        scores = feedback.publish(await self.queries.feedback_sums(), names)
+        page = render_dashboard(report, names, filter_form(filters, names, today, errors), frozen, scores)
         return HTMLResponse(page, status_code=422 if errors else 200)
 
     async def create_snapshot(self, body: SnapshotRequest) -> SnapshotCreated:

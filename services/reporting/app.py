@@ -11,6 +11,7 @@ from qti_runtime.settings import Settings
 from services.reporting import privacy, rebuild
 from services.reporting.api import build_router
 from services.reporting.consumers import SERVICE, subscriptions
+from services.reporting.feedback_api import feedback_router
 from services.reporting.handlers import ReportingHandlers, kpi_job
 from services.reporting.settings import MIGRATIONS, ReportingSettings, reporting_settings
 
@@ -22,7 +23,7 @@ def jobs(handlers: ReportingHandlers, settings: ReportingSettings) -> list[Job]:
 
 
 def routers(handlers: ReportingHandlers, settings: ReportingSettings) -> list[APIRouter]:
-    return [build_router(settings, handlers)]
+    return [build_router(settings, handlers), feedback_router(settings, handlers)]
 
 
 DEFINITION: ServiceDefinition[ReportingSettings, ReportingHandlers] = ServiceDefinition(

@@ -48,10 +48,15 @@ def _common(report: FullReport, node_names: Mapping[str, str]) -> dict[str, Any]
 
 
 def render_dashboard(
-    report: FullReport, node_names: Mapping[str, str], form: FilterForm, snapshots: list[SnapshotLink]
+    report: FullReport,
+    node_names: Mapping[str, str],
+    form: FilterForm,
+    snapshots: list[SnapshotLink],
+    feedback: Mapping[str, Any] | None = None,
 ) -> str:
+    """The page; `feedback`: the published scores (`services.reporting.feedback.publish`), if any."""
     template = _ENVIRONMENT.get_template("dashboard.html.j2")
-    return template.render(**_common(report, node_names), form=form, snapshots=snapshots)
+    return template.render(**_common(report, node_names), form=form, snapshots=snapshots, feedback=feedback)
 
 
 def render_report_html(

@@ -36,6 +36,8 @@ from qti_contracts.events import (
     AlertEnded,
     AlertSubscription,
     CountyField,
+    FeedbackInvited,
+    FeedbackSubmitted,
     NodePublished,
     NotificationFailed,
     NotificationSent,
@@ -243,6 +245,11 @@ def _scrub_registration(key: bytes, model: Any) -> dict[str, Any] | None:
             return dict(model.model_dump(mode="json"))
         case RegistrationCompleted():
             return dict(model.model_dump(mode="json", exclude={"attendance_ratio"}))
+        case FeedbackSubmitted():
+            # The scores only: the comment is free text (services/reporting/feedback.py keeps it apart).
+            return dict(model.model_dump(mode="json", exclude={"comment"}))
+        case FeedbackInvited():
+            return {"offering_id": model.offering_id}
     return None
 
 

@@ -14,7 +14,7 @@ from qti_runtime.db import Database
 from qti_runtime.logging import get_logger
 from qti_runtime.settings import Settings
 from qti_runtime.unit_of_work import unit_of_work
-from services.reporting import store
+from services.reporting import feedback, store
 from services.reporting.domain import scrub
 from services.reporting.report import kpi_updated
 
@@ -54,6 +54,7 @@ class ReportingHandlers:
                 return
             logged = await store.append_log_many(uow.conn, [e for i, e in unique.items() if i in fresh])
             await store.apply(uow.conn, logged)
+            await feedback.keep_comments(uow.conn, [event for event, _ in items], set(fresh))
 
 
 async def publish_kpis_if_due(db: Database, debounce_seconds: float) -> bool:

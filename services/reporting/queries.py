@@ -8,7 +8,7 @@ from typing import Protocol
 import asyncpg
 
 from qti_runtime.db import Database
-from services.reporting import store
+from services.reporting import feedback, store
 from services.reporting.domain import Facts, Filters
 from services.reporting.report import FullReport, full_report
 
@@ -36,6 +36,10 @@ class ReportingQueries:
     async def report(self, filters: Filters, now: datetime | None = None) -> FullReport:
         facts, names = await self._facts()
         return full_report(facts, filters, names, now or datetime.now(UTC))
+
+    async def feedback_sums(self) -> list[feedback.OfferingSums]:
+        async with self._source.db.pool.acquire() as conn:
+            return await feedback.offering_sums(conn)
 
     async def node_names(self) -> dict[str, str]:
         async with self._source.db.pool.acquire() as conn:

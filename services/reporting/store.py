@@ -32,6 +32,7 @@ PROJECTION_TABLES: Final = (
     "registrations",
     "attendance",
     "notifications",
+    "feedback_answers",
     "alert_subscriptions",
 )
 
@@ -128,6 +129,11 @@ VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (registration_id, session_id) DO UPDATE SET
     attended = EXCLUDED.attended, recorded_at = EXCLUDED.recorded_at, event_id = EXCLUDED.event_id
 WHERE (a.recorded_at, a.event_id) < (EXCLUDED.recorded_at, EXCLUDED.event_id)
+"""
+
+_INSERT_FEEDBACK: Final = """
+INSERT INTO feedback_answers (event_id, offering_id, received_on, rating, usefulness, would_recommend)
+VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING
 """
 
 _UPSERT_NODE: Final = """
@@ -235,6 +241,7 @@ class _ProjectionRows:
     nodes: list[tuple[Any, ...]]
     cancellations: list[tuple[Any, ...]]
     offerings: dict[str, ScrubbedEvent]
+    feedback: list[tuple[Any, ...]] = field(default_factory=list)
     alerts: list[tuple[Any, ...]] = field(default_factory=list)
 
 
@@ -256,6 +263,17 @@ def _collect_registration(rows: _ProjectionRows, event: ScrubbedEvent) -> None:
         rows.registrations.append(reg)
     if (req := _request_row(event)) is not None:
         rows.requests.append(req)
+    if event.type == "registration.feedback.submitted":
+        rows.feedback.append(
+            (
+                event.event_id,
+                d["offering_id"],
+                event.occurred_at.date(),
+                d["rating"],
+                d["usefulness"],
+                d["would_recommend"],
+            )
+        )
     if event.type == "registration.attendance_recorded":
         rows.attendance.append(
             (
@@ -291,7 +309,7 @@ def _collect_other(rows: _ProjectionRows, event: ScrubbedEvent) -> None:
             rows.offerings[d["offering_id"]] = event
     elif kind == "catalogue.offering.cancelled":
         rows.cancellations.append((d["offering_id"],))
-    elif kind == "catalogue.node.published":
+    elif kind in ("catalogue.node.published", "catalogue.node.updated"):
         county = county_code(d.get("county")) or UNKNOWN
         rows.nodes.append((d["node_id"], d["name"], None, county, event.occurred_at, event.event_id))
 
@@ -305,6 +323,7 @@ async def apply(conn: asyncpg.Connection, events: Sequence[ScrubbedEvent]) -> No
         (_UPSERT_NOTIFICATION, rows.notifications),
         (_UPSERT_ATTENDANCE, rows.attendance),
         (_UPSERT_NODE, rows.nodes),
+        (_INSERT_FEEDBACK, rows.feedback),
         (_UPSERT_ALERT, rows.alerts),
         (
             "INSERT INTO offering_cancellations (offering_id) VALUES ($1) ON CONFLICT DO NOTHING",

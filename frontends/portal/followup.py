@@ -45,6 +45,10 @@ USEFULNESS: Final = (
 LABELS: Final = {"rating": "Gesamteindruck", "usefulness": "Nutzen für Ihre Arbeit"}
 
 
+class TooManyChecks(Exception):
+    """Notification's limit of certificate checks per client was reached; the value is Retry-After."""
+
+
 @dataclass
 class FollowUp:
     """HTTP clients for notification (certificates) and registration (feedback)."""
@@ -64,13 +68,18 @@ class FollowUp:
         await self.notification.aclose()
         await self.registration.aclose()
 
-    async def certificate(self, code: str) -> dict[str, Any] | None:
+    async def certificate(self, code: str, client_address: str) -> dict[str, Any] | None:
+        """The public check of `code`; notification limits checks per browser, named in X-Forwarded-For."""
         try:
-            answer = await self.notification.get(f"/certificates/{code}")
+            answer = await self.notification.get(
+                f"/certificates/{code}", headers={"X-Forwarded-For": client_address}
+            )
         except httpx.HTTPError as exc:
             raise BackendUnavailable(str(exc)) from exc
         if answer.status_code == 404:
             return None
+        if answer.status_code == 429:
+            raise TooManyChecks(answer.headers.get("retry-after", "60"))
         if answer.status_code != 200:
             raise BackendUnavailable(f"/certificates: {answer.status_code}")
         found: dict[str, Any] = answer.json()
@@ -159,10 +168,25 @@ async def certificate_form(request: Request) -> Response:
 @router.get("/bescheinigung/{code}")
 async def certificate(request: Request, code: str) -> Response:
     portal = portal_of(request)
-    found = await followup_of(request).certificate(code) if CODE_INPUT.match(code) else None
+    try:
+        found = await _checked(request, code)
+    except TooManyChecks as limited:
+        page = portal.error_page(
+            request, 429, "Zu viele Abfragen",
+            "Von hier kamen in kurzer Zeit sehr viele Prüfungen. "
+            "Bitte versuchen Sie es in einer Minute erneut.",
+        )  # fmt: skip
+        page.headers["Retry-After"] = str(limited) if str(limited).isdigit() else "60"
+        return page
     if found is None:
         return portal.render(request, "certificate.html", 404, found=None, code=code[:40])
     return portal.render(request, "certificate.html", found=_certificate_view(found), code=found["code"])
+
+
+async def _checked(request: Request, code: str) -> dict[str, Any] | None:
+    if not CODE_INPUT.match(code):
+        return None
+    return await followup_of(request).certificate(code, portal_of(request).clients.address(request))
 
 
 # --------------------------------------------------------------------------------------- feedback

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from qti_runtime.client_address import ClientAddress
 from qti_runtime.db import Database
 from qti_runtime.http import Problem, staff_guard
 from qti_runtime.ratelimit import RateLimiter, Rule
@@ -102,6 +103,8 @@ def public_router(db: Database, settings: NotificationSettings) -> APIRouter:
     router = APIRouter(tags=["certificates"])
     limiter = RateLimiter(settings.pseudonym_key.get_secret_value())
     rule = Rule("certificate.lookup", settings.certificate_lookups_per_minute, 60)
+    # Behind the portal, its X-Forwarded-For names the browser (QTI_TRUSTED_PROXIES).
+    clients = ClientAddress(settings.trusted_proxies)
 
     @router.get(
         "/certificates/{code}",
@@ -109,9 +112,8 @@ def public_router(db: Database, settings: NotificationSettings) -> APIRouter:
         response_model=CertificateCheck,
     )
     async def check_certificate(code: str, request: Request) -> CertificateCheck:
-        client = request.client.host if request.client else "unknown"
         async with db.pool.acquire() as conn:
-            verdict = await limiter.exceeded(conn, [(rule, client)])
+            verdict = await limiter.exceeded(conn, [(rule, clients.of(request))])
             if verdict is not None:
                 raise HTTPException(
                     429,

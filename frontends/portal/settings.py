@@ -26,9 +26,11 @@ class PortalSettings(BaseSettings):
     catalogue_url: str = ""
     registration_url: str = ""
     notification_url: str = ""
+    reporting_url: str = ""
     catalogue_port: int = 8001
     registration_port: int = 8002
     notification_port: int = 8003
+    reporting_port: int = 8004
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key, so that several portals (or test runs) can share one Redis.
     redis_prefix: str = "qti-portal"
@@ -68,6 +70,8 @@ class PortalSettings(BaseSettings):
             self.registration_url = f"http://127.0.0.1:{self.registration_port}"
         if not self.notification_url:
             self.notification_url = f"http://127.0.0.1:{self.notification_port}"
+        if not self.reporting_url:
+            self.reporting_url = f"http://127.0.0.1:{self.reporting_port}"
 
     def production_problems(self) -> list[str]:
         if self.env != "production":

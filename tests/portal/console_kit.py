@@ -62,9 +62,11 @@ async def open_node(portal: PortalSystem, town: str) -> str:
     return str(answer.json()["node_id"])
 
 
-async def register_directly(portal: PortalSystem, offering_id: str, given: str, family: str) -> str:
+async def register_directly(
+    portal: PortalSystem, offering_id: str, given: str, family: str, email: str | None = None
+) -> str:
     """A registration through registration's public API; returns its id once confirmed or waitlisted."""
-    email = f"{given.lower()}.{uuid.uuid4().hex[:6]}@example.de"
+    email = email or f"{given.lower()}.{uuid.uuid4().hex[:6]}@example.de"
     body = {
         "offering_id": offering_id,
         "participant": {

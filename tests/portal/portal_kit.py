@@ -151,6 +151,7 @@ async def start_portal_system(
             "QTI_CATALOGUE_URL": system.urls["catalogue"],
             "QTI_REGISTRATION_URL": system.urls["registration"],
             "QTI_NOTIFICATION_URL": system.urls["notification"],
+            "QTI_REPORTING_URL": system.urls["reporting"],
             "QTI_PORTAL_PORT": str(port),
             "QTI_PORTAL_URL": url,
             "QTI_REDIS_PREFIX": f"qti-portal-test-{uuid.uuid4().hex[:8]}",

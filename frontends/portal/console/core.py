@@ -37,12 +37,21 @@ class Console:
         )
         token = settings.staff_token.get_secret_value()
         return cls(
-            api=StaffApi.connect(settings.catalogue_url, settings.registration_url, token),
+            api=StaffApi.connect(urls_of(settings), token),
             sessions=SessionStore(redis, settings.redis_prefix, policy),
         )
 
     async def close(self) -> None:
         await self.api.close()
+
+
+def urls_of(settings: PortalSettings) -> dict[str, str]:
+    return {
+        "catalogue": settings.catalogue_url,
+        "registration": settings.registration_url,
+        "notification": settings.notification_url,
+        "reporting": settings.reporting_url,
+    }
 
 
 def console_of(request: Request) -> Console:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from frontends.portal.console import auth, offerings, registrations
+from frontends.portal.console import auth, certificates, offerings, registrations
 from frontends.portal.console.core import Console
 from frontends.portal.context import Portal
 from frontends.portal.settings import PortalSettings
@@ -14,7 +14,7 @@ def install_console(app: FastAPI, settings: PortalSettings) -> None:
     """After `app.state.portal`: the console shares its Redis (sessions) and its error pages."""
     portal: Portal = app.state.portal
     app.state.console = Console.of_settings(settings, portal.replies.redis)
-    for module in (auth, offerings, registrations):
+    for module in (auth, offerings, registrations, certificates):
         app.include_router(module.router)
 
 

@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from frontends.portal.console import audit
 from frontends.portal.console.accounts import Account
 from frontends.portal.console.core import console_of, managed_offering, render, signed_in, to_sign_in
+from frontends.portal.console.followup_view import followup_view
 from frontends.portal.console.offering_form import (
     KIND_OPTIONS,
     MAX_SESSION_ROWS,
@@ -35,6 +36,8 @@ NOTICES = {
     "abgeschlossen": "Das Angebot ist abgeschlossen.",
     "anwesenheit": "Die Anwesenheit ist gespeichert.",
     "nachgerueckt": "Die Person ist von der Warteliste nachgerückt und erhält eine Bestätigung.",
+    "erneut-gesendet": "Die Teilnahmebescheinigung wird erneut per E-Mail gesendet.",
+    "widerrufen": "Die Teilnahmebescheinigung ist widerrufen. Die öffentliche Prüfung zeigt das an.",
 }
 ACTIONS = {
     "veroeffentlichen": ("publish", "offering.published", "veroeffentlicht"),
@@ -122,15 +125,23 @@ async def offering_page(request: Request, offering_id: str) -> Response:
 
 
 async def detail(
-    request: Request, account: Account, found: Answer, status_code: int = 200, problem: str | None = None
+    request: Request,
+    account: Account,
+    found: Answer,
+    status_code: int = 200,
+    problem: str | None = None,
+    errors: dict[str, str] | None = None,
 ) -> Response:
+    """The offering page; `errors` are shown next to the fields of the certificate forms."""
     offering = found.body
     sessions = sessions_of(offering)
-    registrations = await console_of(request).api.registrations(str(offering["offering_id"]))
+    api = console_of(request).api
+    registrations = await api.registrations(str(offering["offering_id"]))
     notice = NOTICES.get(request.query_params.get("meldung", ""))
     return render(
         request, account, "angebot.html", status_code, o=offering, sessions=sessions, notice=notice,
         problem=problem, regs=registrations_view(registrations, sessions), row=offering_row(offering),
+        after=await followup_view(api, offering, registrations), errors=errors or {},
     )  # fmt: skip
 
 

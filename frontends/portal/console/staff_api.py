@@ -38,19 +38,23 @@ class Answer:
 class StaffApi:
     catalogue: httpx.AsyncClient
     registration: httpx.AsyncClient
+    notification: httpx.AsyncClient
+    reporting: httpx.AsyncClient
 
     @classmethod
-    def connect(cls, catalogue_url: str, registration_url: str, token: str) -> StaffApi:
+    def connect(cls, urls: dict[str, str], token: str) -> StaffApi:
+        """`urls`: the base URL of each service (catalogue, registration, notification, reporting)."""
         timeout = httpx.Timeout(15.0, connect=3.0)
         headers = {"Authorization": f"Bearer {token}"}
-        return cls(
-            httpx.AsyncClient(base_url=catalogue_url, timeout=timeout, headers=headers),
-            httpx.AsyncClient(base_url=registration_url, timeout=timeout, headers=headers),
-        )
+        clients = {
+            name: httpx.AsyncClient(base_url=urls[name], timeout=timeout, headers=headers)
+            for name in ("catalogue", "registration", "notification", "reporting")
+        }
+        return cls(**clients)
 
     async def close(self) -> None:
-        await self.catalogue.aclose()
-        await self.registration.aclose()
+        for client in (self.catalogue, self.registration, self.notification, self.reporting):
+            await client.aclose()
 
     async def _call(
         self,
@@ -153,3 +157,31 @@ class StaffApi:
             json={"over_capacity": over_capacity},
             headers={"X-Staff-Actor": actor},
         )
+
+    # Notification: certificates ------------------------------------------------------------------------
+
+    async def certificates(self, offering_id: str) -> list[dict[str, Any]]:
+        answer = await self._call(self.notification, "GET", f"/offerings/{offering_id}/certificates")
+        return list(answer.body) if answer.ok and isinstance(answer.body, list) else []
+
+    async def certificate_action(
+        self, code: str, action: str, actor: str, body: dict[str, Any] | None = None
+    ) -> Answer:
+        """`resend` or `revoke` (with `{"reason": ...}`); 404 unknown code, 409 refused, 422 bad reason."""
+        assert action in ("resend", "revoke")
+        return await self._call(
+            self.notification, "POST", f"/certificates/{code}/{action}", json=body,
+            headers={"X-Staff-Actor": actor},
+        )  # fmt: skip
+
+    # Reporting: feedback -------------------------------------------------------------------------------
+
+    async def feedback_ratings(self) -> dict[str, Any]:
+        answer = await self._call(self.reporting, "GET", "/feedback/ratings")
+        return dict(answer.body) if answer.ok and isinstance(answer.body, dict) else {}
+
+    async def feedback_comments(self, node_id: str) -> list[dict[str, Any]]:
+        params = {"node": node_id, "limit": "1000"}
+        answer = await self._call(self.reporting, "GET", "/feedback/comments", params=params)
+        found = answer.body.get("comments") if answer.ok and isinstance(answer.body, dict) else None
+        return [c for c in found or [] if isinstance(c, dict)]

@@ -1,6 +1,6 @@
 """The staff console in real Chromium: sign-in, an offering created and published at a newly opened
 node, attendance ticked on a tablet-sized page (two of three sessions for one person, three of three for
-another), only the second completing; axe-core on every console page."""
+another), only the second completing and getting a certificate; axe-core on every console page."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from playwright.async_api import Browser, Page, expect
 from portal.browser_kit import assert_accessible, browser_context, chromium
 from portal.console_kit import PASSWORD, add_staff, later, open_node, register_directly
 from portal.portal_kit import PortalSystem
+
+from support import eventually
 
 TABLET = {"width": 800, "height": 1180}
 
@@ -53,7 +55,7 @@ async def create_and_publish(page: Page, title: str, node_name: str) -> None:
     await assert_accessible(page, "Angebotsformular mit Fehlern")
     await page.get_by_label("Titel", exact=True).fill(title)
     await page.get_by_label("Beschreibung").fill("Drei Vormittage Praxis mit Wasserstoff-Flurförderzeugen.")
-    await page.get_by_label("Format").select_option(label="Workshop")
+    await page.get_by_label("Format").select_option(label="Zertifikatslehrgang")
     await page.get_by_label("Thema").select_option(label="Wasserstoff")
     await page.get_by_label("QTI-Knoten").select_option(label=node_name)
     await page.get_by_label("Plätze", exact=True).fill("10")
@@ -76,6 +78,21 @@ async def tick(page: Page, session: int, present: dict[str, bool]) -> None:
         await assert_accessible(page, "Anwesenheit (Tablet)")
     await page.get_by_role("button", name="Anwesenheit speichern").click()
     await expect(page.get_by_text("Die Anwesenheit ist gespeichert.")).to_be_visible()
+
+
+async def certificate_section(page: Page) -> None:
+    """Bruno's certificate on the offering page; a revocation without a reason is refused next to the
+    field (axe on the page with its certificate and feedback sections)."""
+
+    async def listed() -> bool:
+        await page.reload()
+        return await page.get_by_role("heading", name="Teilnahmebescheinigungen (1)").is_visible()
+
+    assert await eventually(listed, timeout=90, interval=1)
+    await expect(page.get_by_role("heading", name="Rückmeldungen")).to_be_visible()
+    await page.get_by_role("button", name=re.compile("^Widerrufen")).click()
+    await expect(page.get_by_text("Bitte geben Sie einen Grund für den Widerruf an.").first).to_be_visible()
+    await assert_accessible(page, "Angebot mit Bescheinigung (Fehler)")
 
 
 async def test_new_node_offering_attendance_and_completion(
@@ -106,6 +123,7 @@ async def test_new_node_offering_attendance_and_completion(
         await expect(bruno).to_contain_text("abgeschlossen (100 %, Schwelle 80 % erreicht)")
         await expect(bruno).not_to_contain_text("nicht")
         await assert_accessible(page, "Angebot mit Teilnahmestand")
+        await certificate_section(page)
 
         await page.get_by_role("button", name="Abmelden").click()
         await expect(page.get_by_text("Sie sind abgemeldet.")).to_be_visible()

@@ -38,7 +38,7 @@ async def signed_in(portal: PortalSystem, node_id: str | None) -> tuple[ConsoleC
 
 
 async def other_node(portal: PortalSystem) -> str:
-    return await open_node(portal, f"Fremd-{uuid.uuid4().hex[:6]}")
+    return str(await open_node(portal, f"Fremd-{uuid.uuid4().hex[:6]}"))
 
 
 async def completed_course(portal: PortalSystem, browser: ConsoleClient, node_id: str, address: str) -> str:
@@ -58,7 +58,7 @@ async def completed_course(portal: PortalSystem, browser: ConsoleClient, node_id
     assert session is not None
     attendance = f"{base}/termine/{session.group(1)}/anwesenheit"
     assert (await browser.post(attendance, {f"anwesend_{registration_id}": "ja"})).status_code == 303
-    return base
+    return str(base)
 
 
 async def certificate_mails(portal: PortalSystem, recipient: str) -> list[dict[str, Any]]:

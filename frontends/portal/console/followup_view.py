@@ -7,8 +7,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from frontends.portal.backend import BackendUnavailable
 from frontends.portal.console.staff_api import StaffApi
 from frontends.portal.views import moment
+from qti_runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 SUPPRESSED = "<5"  # reporting's marker of a group with fewer than five answers
 SUPPRESSED_TEXT = "weniger als 5 Antworten"
@@ -65,7 +69,9 @@ def rating_view(published: dict[str, Any], offering_id: str) -> dict[str, Any] |
 async def followup_view(
     api: StaffApi, offering: dict[str, Any], registrations: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Certificates, scores and comments of the offering (the caller has checked the account's node)."""
+    """Certificates, scores and comments of the offering (the caller has checked the account's node).
+    Notification or reporting being away costs only its section, not the page (the offering's other
+    actions stay usable)."""
     offering_id = str(offering["offering_id"])
     names = {
         str(r["registration_id"]): " ".join(
@@ -73,13 +79,20 @@ async def followup_view(
         ).strip()
         for r in registrations
     }
-    comments = [
-        {"day": _calendar_day(str(c.get("received_on", ""))), "text": str(c.get("comment") or "")}
-        for c in await api.feedback_comments(str(offering["node_id"]))
-        if str(c.get("offering_id")) == offering_id and c.get("comment")
-    ]
-    return {
-        "certificates": certificate_rows(await api.certificates(offering_id), names),
-        "rating": rating_view(await api.feedback_ratings(), offering_id),
-        "comments": comments,
-    }
+    view: dict[str, Any] = {"certificates": [], "rating": None, "comments": [], "unavailable": []}
+    try:
+        view["certificates"] = certificate_rows(await api.certificates(offering_id), names)
+    except BackendUnavailable as exc:
+        log.warning("console.certificates_unavailable", reason=str(exc))
+        view["unavailable"].append("certificates")
+    try:
+        view["rating"] = rating_view(await api.feedback_ratings(), offering_id)
+        view["comments"] = [
+            {"day": _calendar_day(str(c.get("received_on", ""))), "text": str(c.get("comment") or "")}
+            for c in await api.feedback_comments(str(offering["node_id"]))
+            if str(c.get("offering_id")) == offering_id and c.get("comment")
+        ]
+    except BackendUnavailable as exc:
+        log.warning("console.feedback_unavailable", reason=str(exc))
+        view["unavailable"].append("feedback")
+    return view

@@ -58,8 +58,8 @@ async def _certificate_action(request: Request, offering_id: str, code: str, act
     if not answer.ok:
         problem = answer.detail or "Das war nicht möglich."
         key = f"grund-{code}" if answer.status == 422 else f"code-{code}"
-        return await detail(request, account, found, 409 if answer.status != 404 else 404, problem,
-                            {key: problem})  # fmt: skip
+        status = answer.status if answer.status in (404, 422) else 409
+        return await detail(request, account, found, status, problem, {key: problem})
     audit_action = "certificate.revoked" if action == "revoke" else "certificate.resent"
     await audit.record(api, account, audit_action, offering_id, code)
     notice = "widerrufen" if action == "revoke" else "erneut-gesendet"

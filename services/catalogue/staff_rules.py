@@ -148,11 +148,13 @@ def is_locked(lockout: Lockout, now: datetime) -> bool:
 def after_failure(lockout: Lockout, now: datetime) -> Lockout:
     """Count a failed sign-in: the fifth within 15 minutes of the first locks for 15 minutes.
 
-    While locked, failures are not counted (the lock is not extended by further tries)."""
+    While locked, failures are not counted (the lock is not extended by further tries). A `now` before
+    the first failure counts in its window: concurrent sign-ins read the clock before they wait for the
+    account's row lock, so the one that read it first may be counted last."""
     if is_locked(lockout, now):
         return lockout
     first = lockout.first_failure_at
-    if first is None or now - first >= LOCKOUT_WINDOW or now < first:
+    if first is None or now - first >= LOCKOUT_WINDOW:
         return Lockout(failed_attempts=1, first_failure_at=now)
     count = lockout.failed_attempts + 1
     if count >= LOCKOUT_FAILURES:

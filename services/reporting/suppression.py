@@ -188,6 +188,10 @@ def protect(system: CellSystem) -> set[CellKey]:
             return secondary
         added = {choice for cell in exposed if (choice := _complement(cell, system, secondary, by_cell))}
         if not added:
+            # Nothing near enough: look through every relation the cell is connected to.
+            whole = len(system.equations) + 1
+            added = {c for cell in exposed if (c := _complement(cell, system, secondary, by_cell, whole))}
+        if not added:
             return secondary  # nothing left to withhold; see the limits in the docs
         secondary |= added
     return secondary
@@ -206,6 +210,7 @@ def _complement(
     system: CellSystem,
     secondary: set[CellKey],
     by_cell: Mapping[CellKey, list[Equation]],
+    depth_limit: int = _SEARCH_DEPTH,
 ) -> CellKey | None:
     """The best shown cell to withhold for `start`: among the cells of the relations around it (reached
     through withheld cells, `_SEARCH_DEPTH` relations deep), the one of lowest rank (breakdowns before
@@ -216,7 +221,7 @@ def _complement(
 
     seen, frontier = {start}, [start]
     candidates: list[tuple[int, int, int, str, CellKey]] = []
-    for depth in range(_SEARCH_DEPTH):
+    for depth in range(depth_limit):
         following: list[CellKey] = []
         for cell in frontier:
             for equation in by_cell.get(cell, []):

@@ -183,3 +183,12 @@ def test_subject_is_one_short_line() -> None:
     assert subject_problems("a\nb")[0].field == "subject"
     assert subject_problems("a\ud800")[0].field == "subject"
     assert subject_problems("x" * 201)[0].field == "subject"
+
+
+def test_a_failure_read_before_the_first_one_still_counts() -> None:
+    """Concurrent sign-ins read the clock before the row lock: the earlier reading may come second."""
+    start = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    lockout = Lockout()
+    for offset in (5, 1, 4, 2, 3):  # seconds, in the order the row lock lets them in
+        lockout = after_failure(lockout, start + timedelta(seconds=offset))
+    assert lockout.locked_until is not None

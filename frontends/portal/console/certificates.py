@@ -13,10 +13,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from frontends.portal.console import audit
-from frontends.portal.console.core import console_of, managed_offering, signed_in, to_sign_in
+from frontends.portal.console.core import console_of, offering_post
 from frontends.portal.console.offerings import detail
-from frontends.portal.context import submitted_form
-from frontends.portal.register import refused
 
 router = APIRouter()
 CODE = re.compile(r"^[A-Z2-7]{4}(?:-[A-Z2-7]{4}){3}$")
@@ -35,15 +33,10 @@ def reason_problem(reason: str) -> str | None:
 
 
 async def _certificate_action(request: Request, offering_id: str, code: str, action: str) -> Response:
-    form = await submitted_form(request)
-    if (refusal := await refused(request, form, [])) is not None:
-        return refusal
-    account = await signed_in(request)
-    if account is None:
-        return to_sign_in(request)
-    found = await managed_offering(request, account, offering_id)
-    if isinstance(found, Response):
-        return found
+    post = await offering_post(request, offering_id)
+    if isinstance(post, Response):
+        return post
+    form, account, found = post.form, post.account, post.offering
     api = console_of(request).api
     known = {str(c["code"]) for c in await api.certificates(offering_id)} if CODE.match(code) else set()
     if code not in known:

@@ -13,7 +13,8 @@ from starlette.responses import RedirectResponse, Response
 from frontends.portal.console.accounts import Account, account_of
 from frontends.portal.console.sessions import SessionPolicy, SessionStore
 from frontends.portal.console.staff_api import Answer, StaffApi
-from frontends.portal.context import portal_of
+from frontends.portal.context import portal_of, submitted_form
+from frontends.portal.register import refused
 from frontends.portal.settings import PortalSettings
 
 SIGN_IN = "/verwaltung/anmelden"
@@ -114,3 +115,23 @@ async def managed_offering(request: Request, account: Account, offering_id: str)
     if not account.may_manage(answer.body.get("node_id")):
         return forbidden(request)
     return answer
+
+
+@dataclass(frozen=True)
+class OfferingPost:
+    form: dict[str, str]
+    account: Account
+    offering: Answer
+
+
+async def offering_post(request: Request, offering_id: str) -> OfferingPost | Response:
+    """A console form post about one offering: CSRF token and rate limits first, then a signed-in account,
+    then an offering that account may manage; a German refusal (or the sign-in page) otherwise."""
+    form = await submitted_form(request)
+    if (refusal := await refused(request, form, [])) is not None:
+        return refusal
+    account = await signed_in(request)
+    if account is None:
+        return to_sign_in(request)
+    found = await managed_offering(request, account, offering_id)
+    return found if isinstance(found, Response) else OfferingPost(form, account, found)

@@ -13,12 +13,18 @@ from weasyprint import HTML
 
 from frontends.portal.console import audit
 from frontends.portal.console.accounts import Account
-from frontends.portal.console.core import console_of, managed_offering, render, signed_in, to_sign_in
+from frontends.portal.console.core import (
+    console_of,
+    managed_offering,
+    offering_post,
+    render,
+    signed_in,
+    to_sign_in,
+)
 from frontends.portal.console.offerings import detail
 from frontends.portal.console.staff_api import Answer
 from frontends.portal.console.views import person, registrations_view, sessions_of
-from frontends.portal.context import portal_of, submitted_form
-from frontends.portal.register import refused
+from frontends.portal.context import portal_of
 
 router = APIRouter()
 ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -43,13 +49,10 @@ def _session(request: Request, offering: dict[str, Any], session_id: str) -> dic
 
 @router.post("/verwaltung/angebote/{offering_id}/anmeldungen/{registration_id}/nachruecken")
 async def promote(request: Request, offering_id: str, registration_id: str) -> Response:
-    form = await submitted_form(request)
-    if (refusal := await refused(request, form, [])) is not None:
-        return refusal
-    found = await _staff_and_offering(request, offering_id)
-    if isinstance(found, Response):
-        return found
-    account, offering = found
+    post = await offering_post(request, offering_id)
+    if isinstance(post, Response):
+        return post
+    form, account, offering = post.form, post.account, post.offering
     over = form.get("ueber_kapazitaet") == "ja"
     if not ID.match(registration_id):
         return await detail(request, account, offering, 404, "Diese Anmeldung gibt es nicht.")
@@ -86,13 +89,10 @@ async def attendance_form(request: Request, offering_id: str, session_id: str) -
 
 @router.post("/verwaltung/angebote/{offering_id}/termine/{session_id}/anwesenheit")
 async def record_attendance(request: Request, offering_id: str, session_id: str) -> Response:
-    form = await submitted_form(request)
-    if (refusal := await refused(request, form, [])) is not None:
-        return refusal
-    found = await _staff_and_offering(request, offering_id)
-    if isinstance(found, Response):
-        return found
-    account, offering = found
+    post = await offering_post(request, offering_id)
+    if isinstance(post, Response):
+        return post
+    form, account, offering = post.form, post.account, post.offering
     session = _session(request, offering.body, session_id)
     if isinstance(session, Response):
         return session

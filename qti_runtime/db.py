@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -69,7 +70,14 @@ class Database:
             self.url,
             min_size=self._min_size,
             max_size=self._max_size,
-            server_settings={"search_path": f"{self.schema},public", "application_name": self.schema},
+            server_settings={
+                "search_path": f"{self.schema},public",
+                "application_name": self.schema,
+                # A prepared statement's generic plan is fixed after five runs, from the statistics of
+                # that moment: a young table (or a backlog that grew since) keeps a sequential scan
+                # for the connection's lifetime. Planning each run costs less than one such scan.
+                "plan_cache_mode": os.environ.get("QTI_PLAN_CACHE_MODE", "force_custom_plan"),
+            },
             reset=_no_session_reset,
         )
 

@@ -386,8 +386,10 @@ async def skip_replaced_reminders(conn: asyncpg.Connection, kept: Mapping[str, s
     await conn.execute(
         "UPDATE deliveries d SET status = 'skipped', last_error = 'Termin verschoben', updated_at = now()"
         " FROM unnest($1::text[], $2::text[]) AS k(registration_id, keep)"
-        " WHERE d.template = 'reminder' AND d.status = 'pending' AND d.registration_id = k.registration_id"
-        " AND d.notification_id <> k.keep",
+        # `= ANY($1)` lets the registration index find the rows; joined only on `k`, the planner scanned
+        # every pending mail (thousands in a backlog) once per registration of the batch.
+        " WHERE d.registration_id = ANY($1::text[]) AND d.registration_id = k.registration_id"
+        " AND d.template = 'reminder' AND d.status = 'pending' AND d.notification_id <> k.keep",
         registrations,
         [kept[r] for r in registrations],
     )
@@ -483,8 +485,9 @@ async def finish_sent(conn: asyncpg.Connection, rows: Sequence[DeliveryRow]) -> 
         "UPDATE deliveries d SET status = 'sent', last_error = NULL, lease_token = NULL,"
         " updated_at = now(), sent_at = now()"
         " FROM unnest($1::text[], $2::uuid[]) AS m(notification_id, lease_token)"
-        " WHERE d.notification_id = m.notification_id AND d.lease_token = m.lease_token"
-        " AND d.status = 'sending' RETURNING d.notification_id",
+        # `= ANY($1)` for the primary key, as in `skip_replaced_reminders`.
+        " WHERE d.notification_id = ANY($1::text[]) AND d.notification_id = m.notification_id"
+        " AND d.lease_token = m.lease_token AND d.status = 'sending' RETURNING d.notification_id",
         [r.notification_id for r in ordered],
         [r.lease_token for r in ordered],
     )

@@ -371,17 +371,20 @@ async def _apply_seat_changes(conn: asyncpg.Connection, changes: Sequence[SeatCh
         if change.occupancy is not None and (known is None or known.version < change.occupancy.version):
             newest[change.offering_id] = change.occupancy
             as_of[change.offering_id] = change.as_of
-    for offering_id in sorted(newest, key=str):
-        occupancy = newest[offering_id]
-        await store.apply_occupancy_snapshot(
-            conn,
-            offering_id,
-            version=occupancy.version,
-            confirmed=occupancy.confirmed,
-            waitlisted=occupancy.waitlisted,
-            capacity=occupancy.capacity,
-            as_of=as_of[offering_id],
-        )
+    await store.apply_occupancy_snapshots(
+        conn,
+        [
+            store.OccupancySnapshot(
+                offering_id,
+                version=occupancy.version,
+                confirmed=occupancy.confirmed,
+                waitlisted=occupancy.waitlisted,
+                capacity=occupancy.capacity,
+                as_of=as_of[offering_id],
+            )
+            for offering_id, occupancy in newest.items()
+        ],
+    )
     # Events from before `occupancy` existed carry only what changed.
     for change in sorted(changes, key=lambda c: str(c.offering_id)):
         if change.occupancy is not None:

@@ -517,6 +517,51 @@ async def calendar_offerings(conn: asyncpg.Connection, node_id: UUID) -> list[St
 # --- seat snapshot -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OccupancySnapshot:
+    """An offering's seat counts as registration published them, `version` counting its changes."""
+
+    offering_id: UUID
+    version: int
+    confirmed: int
+    waitlisted: int
+    capacity: int | None
+    as_of: datetime
+
+
+_APPLY_SNAPSHOTS = """
+INSERT INTO occupancy (offering_id, confirmed, waitlisted, capacity, version, as_of)
+SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::bigint[], $6::timestamptz[])
+    AS s(offering_id, confirmed, waitlisted, capacity, version, as_of)
+ORDER BY offering_id
+ON CONFLICT (offering_id) DO UPDATE SET confirmed = EXCLUDED.confirmed,
+    waitlisted = EXCLUDED.waitlisted, capacity = EXCLUDED.capacity, version = EXCLUDED.version,
+    as_of = EXCLUDED.as_of, updated_at = now()
+WHERE occupancy.version < EXCLUDED.version
+RETURNING offering_id
+"""
+
+
+async def apply_occupancy_snapshots(
+    conn: asyncpg.Connection, snapshots: Sequence[OccupancySnapshot]
+) -> set[UUID]:
+    """Keep per offering the snapshot with the highest version, in one statement (rows locked in id
+    order, so concurrent batches wait instead of deadlocking); returns the offerings it replaced.
+    At most one snapshot per offering."""
+    if not snapshots:
+        return set()
+    records = await conn.fetch(
+        _APPLY_SNAPSHOTS,
+        [s.offering_id for s in snapshots],
+        [s.confirmed for s in snapshots],
+        [s.waitlisted for s in snapshots],
+        [s.capacity for s in snapshots],
+        [s.version for s in snapshots],
+        [s.as_of for s in snapshots],
+    )
+    return {record["offering_id"] for record in records}
+
+
 async def apply_occupancy_snapshot(
     conn: asyncpg.Connection,
     offering_id: UUID,
@@ -528,21 +573,8 @@ async def apply_occupancy_snapshot(
     as_of: datetime,
 ) -> bool:
     """Keep the snapshot with the highest version; True if this one replaced the stored one."""
-    applied = await conn.fetchval(
-        "INSERT INTO occupancy (offering_id, confirmed, waitlisted, capacity, version, as_of)"
-        " VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT (offering_id) DO UPDATE SET confirmed = EXCLUDED.confirmed,"
-        " waitlisted = EXCLUDED.waitlisted, capacity = EXCLUDED.capacity, version = EXCLUDED.version,"
-        " as_of = EXCLUDED.as_of, updated_at = now()"
-        " WHERE occupancy.version < EXCLUDED.version RETURNING true",
-        offering_id,
-        confirmed,
-        waitlisted,
-        capacity,
-        version,
-        as_of,
-    )
-    return bool(applied)
+    snapshot = OccupancySnapshot(offering_id, version, confirmed, waitlisted, capacity, as_of)
+    return bool(await apply_occupancy_snapshots(conn, [snapshot]))
 
 
 async def apply_occupancy_delta(

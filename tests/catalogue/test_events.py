@@ -161,3 +161,36 @@ async def test_seats_left_follow_registration_events(service: Service) -> None:
 
 async def _equals(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
+
+
+async def test_one_statement_keeps_the_newest_snapshot_of_each_offering(service: Service) -> None:
+    """A batch's snapshots go in as one statement: each offering moves only to a higher version."""
+    from datetime import UTC, datetime
+
+    from services.catalogue import store
+
+    first, second, third = [UUID(await published_offering(service)) for _ in range(3)]
+    now = datetime.now(UTC)
+
+    def snap(offering_id: UUID, version: int, confirmed: int) -> store.OccupancySnapshot:
+        return store.OccupancySnapshot(offering_id, version, confirmed, 0, 3, now)
+
+    async with service.runtime.db.pool.acquire() as conn:
+        assert await store.apply_occupancy_snapshots(conn, [snap(first, 5, 2), snap(second, 1, 1)]) == {
+            first,
+            second,
+        }
+        replaced = await store.apply_occupancy_snapshots(
+            conn, [snap(third, 2, 1), snap(second, 3, 3), snap(first, 4, 1)]
+        )
+        assert replaced == {second, third}  # version 4 of `first` is older than the stored 5
+        assert await store.apply_occupancy_snapshots(conn, []) == set()
+        rows = await conn.fetch(
+            "SELECT offering_id, version, confirmed FROM occupancy WHERE offering_id = ANY($1::uuid[])",
+            [first, second, third],
+        )
+    assert {(r["offering_id"], r["version"], r["confirmed"]) for r in rows} == {
+        (first, 5, 2),
+        (second, 3, 3),
+        (third, 2, 1),
+    }

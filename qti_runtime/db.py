@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -46,6 +47,12 @@ async def _no_session_reset(_conn: asyncpg.Connection) -> None:
     The services keep no session state: no SET (only SET LOCAL), no session-level advisory locks, and
     listeners are removed by their owners. asyncpg still rolls back a transaction left open.
     """
+
+
+def unnest_columns(rows: Sequence[Any], *fields: str) -> list[list[Any]]:
+    """One list per field of `rows`, in order: the arguments of `unnest($1::…[], $2::…[], …)`, which
+    writes a whole batch in one statement."""
+    return [[getattr(row, name) for row in rows] for name in fields]
 
 
 class Database:

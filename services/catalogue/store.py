@@ -14,6 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from qti_contracts.events import KIND_LABELS, TOPIC_LABELS, OfferingKind, OfferingStatus, Topic
+from qti_runtime.db import unnest_columns
 from qti_runtime.german import BERLIN
 from services.catalogue.domain import Node, Offering, OfferingSession, offering_payload, teaching_units
 
@@ -550,15 +551,9 @@ async def apply_occupancy_snapshots(
     At most one snapshot per offering."""
     if not snapshots:
         return set()
-    records = await conn.fetch(
-        _APPLY_SNAPSHOTS,
-        [s.offering_id for s in snapshots],
-        [s.confirmed for s in snapshots],
-        [s.waitlisted for s in snapshots],
-        [s.capacity for s in snapshots],
-        [s.version for s in snapshots],
-        [s.as_of for s in snapshots],
-    )
+    fields = ("offering_id", "confirmed", "waitlisted", "capacity", "version", "as_of")
+    columns = unnest_columns(snapshots, *fields)
+    records = await conn.fetch(_APPLY_SNAPSHOTS, *columns)
     return {record["offering_id"] for record in records}
 
 

@@ -22,6 +22,9 @@ log = get_logger(__name__)
 
 CONSUMER = "reporting.events"
 KPI_PAUSE_FACTOR = 20
+# The pause after a KPI event never exceeds this: on a slow or saturated machine the figures would
+# otherwise stay stale for minutes after a burst (the job then takes more than 1/KPI_PAUSE_FACTOR of a core).
+KPI_MAX_PAUSE_SECONDS = 30.0
 SOURCE = "/reporting"
 
 
@@ -57,19 +60,30 @@ class ReportingHandlers:
             await feedback.keep_comments(uow.conn, [event for event, _ in items], set(fresh))
 
 
-async def publish_kpis_if_due(db: Database, debounce_seconds: float) -> bool:
-    """Emit `reporting.kpi.updated` if figures changed and the last one is `debounce_seconds` old."""
+async def publish_kpis_if_due(db: Database, debounce_seconds: float) -> float | None:
+    """Emit `reporting.kpi.updated` if figures changed and the last one is `debounce_seconds` old;
+    returns the CPU seconds the figures took to compute, or None when nothing was emitted."""
     async with unit_of_work(db) as uow:
         logged = await store.kpi_pending(uow.conn, debounce_seconds)
         if logged is None:
-            return False
+            return None
         facts = await store.load_facts(uow.conn)
         names = await store.node_names(uow.conn)
+        started = time.thread_time()
         payload = kpi_updated(facts, names, datetime.now(UTC))
+        computing = time.thread_time() - started
         uow.emit(make_event(RoutingKey.KPI_UPDATED, payload, source=SOURCE, subject="kpi-project"))
         await store.mark_kpi_emitted(uow.conn, logged)
     log.info("kpi.published", figures=len(payload.figures), logged_events=logged)
-    return True
+    return computing
+
+
+def kpi_pause(poll: float, computing: float | None) -> float:
+    """Seconds until the next look: `poll` when nothing was emitted, else a multiple of the CPU the
+    figures took (they are recomputed from all facts), so the job stays a small share of a core."""
+    if computing is None:
+        return poll
+    return min(KPI_MAX_PAUSE_SECONDS, max(poll, KPI_PAUSE_FACTOR * computing))
 
 
 def kpi_job(db: Database, debounce_seconds: float) -> Callable[[], Awaitable[None]]:
@@ -78,11 +92,9 @@ def kpi_job(db: Database, debounce_seconds: float) -> Callable[[], Awaitable[Non
     async def run() -> None:
         poll = max(0.1, min(1.0, debounce_seconds / 4))
         while True:
-            started = time.perf_counter()
-            published = await publish_kpis_if_due(db, debounce_seconds)
-            took = time.perf_counter() - started
-            # The figures are recomputed from all facts: with much data that takes a while, so the pause
-            # grows with it and the job never takes more than about 1/KPI_PAUSE_FACTOR of a core.
-            await asyncio.sleep(max(poll, KPI_PAUSE_FACTOR * took) if published else poll)
+            # CPU time, not wall time: on a saturated machine the wall time of the same work is many
+            # times longer, and the pause derived from it kept the figures stale for minutes.
+            computing = await publish_kpis_if_due(db, debounce_seconds)
+            await asyncio.sleep(kpi_pause(poll, computing))
 
     return run

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -83,7 +82,7 @@ class Database:
                 # A prepared statement's generic plan is fixed after five runs, from the statistics of
                 # that moment: a young table (or a backlog that grew since) keeps a sequential scan
                 # for the connection's lifetime. Planning each run costs less than one such scan.
-                "plan_cache_mode": os.environ.get("QTI_PLAN_CACHE_MODE", "force_custom_plan"),
+                "plan_cache_mode": "force_custom_plan",
             },
             reset=_no_session_reset,
         )
